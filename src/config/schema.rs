@@ -1,0 +1,231 @@
+//! The TOML schema as serde reads it: one struct per table, unknown keys
+//! refused, every default in a named `default_*` function that `Default`
+//! shares. Values that need checking beyond their TOML type stay
+//! `Spanned<String>` here so [`super::validate`] can point at them.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Problem};
+
+//---- Defaults ----
+
+/// Listen on loopback, on a port that needs no privilege; systemd-resolved
+/// drop-ins and dnsmasq hand-offs on routers point here.
+pub const DEFAULT_LISTEN: [&str; 2] = ["127.0.0.1:5453", "[::1]:5453"];
+/// DNS flag day 2020: answers up to 1232 octets avoid IP fragmentation.
+pub const DEFAULT_MAX_UDP_SIZE: u16 = 1232;
+/// RFC 7766 §6.2.3 leaves it to the server; 10 s frees idle clients quickly.
+pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
+/// Enough for a busy home network, small enough for a 64 MB router.
+pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 128;
+/// Client queries being resolved at once.
+pub const DEFAULT_MAX_QUERIES_IN_FLIGHT: usize = 1024;
+/// Budget for one client query: below the 5 s a glibc client waits.
+pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
+/// Two connections per upstream: one can be reopened while the other serves.
+pub const DEFAULT_CONNECTIONS_PER_UPSTREAM: usize = 2;
+/// Idle upstream connections close after 10 s (RFC 7766 §6.2.3, RFC 7858 §3.4).
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;
+/// Queries in flight on one upstream connection.
+pub const DEFAULT_MAX_QUERIES_PER_CONNECTION: usize = 128;
+/// RFC 8467 §4.1: pad queries to 128-octet blocks.
+pub const DEFAULT_PADDING: &str = "block:128";
+/// DoT's port (RFC 7858 §3.1).
+pub const DEFAULT_DOT_PORT: u16 = 853;
+
+fn default_listen() -> Vec<Spanned<String>> {
+    DEFAULT_LISTEN
+        .iter()
+        .map(|a| Spanned::new(0..0, (*a).to_owned()))
+        .collect()
+}
+fn default_max_udp_size() -> u16 {
+    DEFAULT_MAX_UDP_SIZE
+}
+fn default_tcp_idle_timeout() -> Duration {
+    Duration::from_millis(DEFAULT_TCP_IDLE_TIMEOUT_MS)
+}
+fn default_max_tcp_connections() -> usize {
+    DEFAULT_MAX_TCP_CONNECTIONS
+}
+fn default_max_queries_in_flight() -> usize {
+    DEFAULT_MAX_QUERIES_IN_FLIGHT
+}
+fn default_timeout() -> Duration {
+    Duration::from_millis(DEFAULT_TIMEOUT_MS)
+}
+fn default_connections_per_upstream() -> usize {
+    DEFAULT_CONNECTIONS_PER_UPSTREAM
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS)
+}
+fn default_max_queries_per_connection() -> usize {
+    DEFAULT_MAX_QUERIES_PER_CONNECTION
+}
+fn default_padding() -> Spanned<String> {
+    Spanned::new(0..0, DEFAULT_PADDING.to_owned())
+}
+
+//---- Tables ----
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub listen: RawListen,
+    pub forward: RawForward,
+    pub upstream: Vec<RawUpstream>,
+    pub padding: RawPadding,
+    pub log: RawLog,
+}
+
+/// `[listen]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawListen {
+    pub addresses: Vec<Spanned<String>>,
+    pub max_udp_size: u16,
+    #[serde(rename = "tcp_idle_timeout_ms", with = "millis")]
+    pub tcp_idle_timeout: Duration,
+    pub max_tcp_connections: usize,
+    pub max_queries_in_flight: usize,
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        Self {
+            addresses: default_listen(),
+            max_udp_size: default_max_udp_size(),
+            tcp_idle_timeout: default_tcp_idle_timeout(),
+            max_tcp_connections: default_max_tcp_connections(),
+            max_queries_in_flight: default_max_queries_in_flight(),
+        }
+    }
+}
+
+/// `[forward]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawForward {
+    pub policy: SelectionPolicy,
+    #[serde(rename = "timeout_ms", with = "millis")]
+    pub timeout: Duration,
+    pub connections_per_upstream: usize,
+    #[serde(rename = "idle_timeout_ms", with = "millis")]
+    pub idle_timeout: Duration,
+    pub tls13_only: bool,
+    pub max_queries_per_connection: usize,
+}
+
+impl Default for RawForward {
+    fn default() -> Self {
+        Self {
+            policy: SelectionPolicy::default(),
+            timeout: default_timeout(),
+            connections_per_upstream: default_connections_per_upstream(),
+            idle_timeout: default_idle_timeout(),
+            tls13_only: false,
+            max_queries_per_connection: default_max_queries_per_connection(),
+        }
+    }
+}
+
+/// `[[upstream]]`. Address and name are required; there is no default
+/// upstream in code, so no query goes anywhere the user did not choose.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    #[serde(default)]
+    pub label: Option<Spanned<String>>,
+    pub address: Spanned<String>,
+    pub tls_name: Spanned<String>,
+    #[serde(default)]
+    pub spki_pins: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+}
+
+/// `[padding]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawPadding {
+    pub queries: Spanned<String>,
+}
+
+impl Default for RawPadding {
+    fn default() -> Self {
+        Self {
+            queries: default_padding(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub level: LogLevel,
+}
+
+//---- Modes ----
+
+/// `forward.policy`: which healthy upstream gets the next query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionPolicy {
+    /// Spread queries over the healthy upstreams in turn.
+    #[default]
+    RoundRobin,
+    /// Always the first healthy upstream in configured order.
+    Ordered,
+}
+
+/// `log.level`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only what an operator must act on.
+    Error,
+    /// Also degraded service (an upstream down, a certificate refused).
+    Warn,
+    /// Also lifecycle: start, listen, shutdown. Never clients or names.
+    #[default]
+    Info,
+    /// Per query: names and clients appear here.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+//---- Reading ----
+
+/// Whole milliseconds in TOML, a `Duration` in Rust.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// Reads `text` into the raw tables; a TOML or type error becomes one
+/// [`Problem`] naming the key path and the position.
+pub(super) fn parse(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|err| {
+        let problem = Problem::new("", err.message()).at_span(text, err.span());
+        ConfigError::invalid(origin, vec![problem])
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let key = err.path().to_string();
+        let inner = err.into_inner();
+        let key = if key == "." { String::new() } else { key };
+        let problem = Problem::new(&key, inner.message()).at_span(text, inner.span());
+        ConfigError::invalid(origin, vec![problem])
+    })
+}

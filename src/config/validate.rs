@@ -1,0 +1,257 @@
+//! Turns the raw tables into a [`Config`], collecting every problem so the
+//! user sees them all at once.
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, SocketAddr},
+    num::NonZeroUsize,
+    path::PathBuf,
+    time::Duration,
+};
+
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use toml::Spanned;
+
+use super::{
+    Config, ConfigError, ForwardConfig, ListenConfig, Problem, Roots, UpstreamConfig,
+    schema::{DEFAULT_DOT_PORT, RawConfig, RawForward, RawListen, RawUpstream},
+};
+use crate::{padding::PaddingPolicy, upstream::SpkiPin};
+
+/// Smallest `max_udp_size`: every DNS client accepts 512 (RFC 1035 §4.2.1).
+const MIN_UDP_SIZE: u16 = 512;
+
+/// Collects problems while the tables are checked.
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, key: &str, spanned: Option<&Spanned<String>>, message: impl ToString) {
+        let span = spanned.map(Spanned::span);
+        self.problems
+            .push(Problem::new(key, message.to_string()).at_span(self.text, span));
+    }
+
+    fn nonzero(&mut self, key: &str, value: usize) -> NonZeroUsize {
+        NonZeroUsize::new(value).unwrap_or_else(|| {
+            self.report(key, None, "expected a number above 0, found 0");
+            NonZeroUsize::MIN
+        })
+    }
+
+    fn positive_duration(&mut self, key: &str, value: Duration) -> Duration {
+        if value.is_zero() {
+            self.report(key, None, "expected a duration above 0 ms, found 0");
+        }
+        value
+    }
+}
+
+/// Checks `raw` (read from `text`, named `origin`) and builds the [`Config`].
+pub(super) fn validate(raw: RawConfig, text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let mut checker = Checker {
+        text,
+        problems: Vec::new(),
+    };
+    let listen = check_listen(&mut checker, raw.listen);
+    let forward = check_forward(&mut checker, raw.forward);
+    let upstreams = check_upstreams(&mut checker, raw.upstream);
+    let padding = raw
+        .padding
+        .queries
+        .get_ref()
+        .parse::<PaddingPolicy>()
+        .unwrap_or_else(|err| {
+            checker.report("padding.queries", Some(&raw.padding.queries), err);
+            PaddingPolicy::default()
+        });
+    if checker.problems.is_empty() {
+        Ok(Config {
+            origin: origin.to_owned(),
+            listen,
+            forward,
+            upstreams,
+            padding,
+            log: raw.log.level,
+        })
+    } else {
+        checker.problems.sort_by_key(|p| p.position);
+        Err(ConfigError::invalid(origin, checker.problems))
+    }
+}
+
+fn check_listen(checker: &mut Checker<'_>, raw: RawListen) -> ListenConfig {
+    let mut addresses = Vec::new();
+    for (index, spanned) in raw.addresses.iter().enumerate() {
+        match spanned.get_ref().parse::<SocketAddr>() {
+            Ok(address) => addresses.push(address),
+            Err(_) => checker.report(
+                &format!("listen.addresses[{index}]"),
+                Some(spanned),
+                format!(
+                    "expected IP:port, like 127.0.0.1:53 or [::1]:53, found {:?}",
+                    spanned.get_ref()
+                ),
+            ),
+        }
+    }
+    if raw.addresses.is_empty() {
+        checker.report(
+            "listen.addresses",
+            None,
+            "expected at least one address, found none",
+        );
+    }
+    if raw.max_udp_size < MIN_UDP_SIZE {
+        checker.report(
+            "listen.max_udp_size",
+            None,
+            format!("expected 512 or more, found {}", raw.max_udp_size),
+        );
+    }
+    ListenConfig {
+        addresses,
+        max_udp_size: raw.max_udp_size.max(MIN_UDP_SIZE),
+        tcp_idle_timeout: checker
+            .positive_duration("listen.tcp_idle_timeout_ms", raw.tcp_idle_timeout),
+        max_tcp_connections: checker.nonzero("listen.max_tcp_connections", raw.max_tcp_connections),
+        max_queries_in_flight: checker
+            .nonzero("listen.max_queries_in_flight", raw.max_queries_in_flight),
+    }
+}
+
+fn check_forward(checker: &mut Checker<'_>, raw: RawForward) -> ForwardConfig {
+    ForwardConfig {
+        policy: raw.policy,
+        timeout: checker.positive_duration("forward.timeout_ms", raw.timeout),
+        connections_per_upstream: checker.nonzero(
+            "forward.connections_per_upstream",
+            raw.connections_per_upstream,
+        ),
+        idle_timeout: checker.positive_duration("forward.idle_timeout_ms", raw.idle_timeout),
+        tls13_only: raw.tls13_only,
+        max_queries_per_connection: checker.nonzero(
+            "forward.max_queries_per_connection",
+            raw.max_queries_per_connection,
+        ),
+    }
+}
+
+fn check_upstreams(checker: &mut Checker<'_>, raw: Vec<RawUpstream>) -> Vec<UpstreamConfig> {
+    if raw.is_empty() {
+        checker.report(
+            "upstream",
+            None,
+            "expected at least one [[upstream]] table, found none (dotstub has no built-in \
+             upstream in a configuration file: name the servers you trust)",
+        );
+    }
+    let mut labels = HashSet::new();
+    let mut upstreams = Vec::new();
+    for (index, upstream) in raw.into_iter().enumerate() {
+        let key = format!("upstream[{index}]");
+        if let Some(config) = check_upstream(checker, &key, upstream) {
+            if !labels.insert(config.label.clone()) {
+                checker.report(
+                    &format!("{key}.label"),
+                    None,
+                    format!(
+                        "expected a label no other upstream has, found {:?} again",
+                        config.label
+                    ),
+                );
+            }
+            upstreams.push(config);
+        }
+    }
+    upstreams
+}
+
+fn check_upstream(
+    checker: &mut Checker<'_>,
+    key: &str,
+    raw: RawUpstream,
+) -> Option<UpstreamConfig> {
+    let address = parse_upstream_address(raw.address.get_ref());
+    if address.is_none() {
+        checker.report(
+            &format!("{key}.address"),
+            Some(&raw.address),
+            format!(
+                "expected an IP address with an optional port, like 9.9.9.9:853 or \
+                 [2620:fe::fe]:853, found {:?}",
+                raw.address.get_ref()
+            ),
+        );
+    }
+    let tls_name = ServerName::try_from(raw.tls_name.get_ref().clone()).ok();
+    if tls_name.is_none() {
+        checker.report(
+            &format!("{key}.tls_name"),
+            Some(&raw.tls_name),
+            format!(
+                "expected the DNS name (or IP address) the server's certificate is valid for, \
+                 like dns.quad9.net, found {:?}",
+                raw.tls_name.get_ref()
+            ),
+        );
+    }
+    let mut spki_pins = Vec::new();
+    for (index, pin) in raw.spki_pins.iter().enumerate() {
+        match pin.get_ref().parse::<SpkiPin>() {
+            Ok(pin) => spki_pins.push(pin),
+            Err(err) => checker.report(&format!("{key}.spki_pins[{index}]"), Some(pin), err),
+        }
+    }
+    let roots = match raw
+        .ca_file
+        .as_ref()
+        .filter(|path| !path.get_ref().is_empty())
+    {
+        None => Some(Roots::BuiltIn),
+        Some(path) => read_ca_file(path.get_ref())
+            .map_err(|message| checker.report(&format!("{key}.ca_file"), Some(path), message))
+            .ok(),
+    };
+    let address = address?;
+    let label = raw
+        .label
+        .map_or_else(|| address.to_string(), Spanned::into_inner);
+    Some(UpstreamConfig {
+        label,
+        address,
+        tls_name: tls_name?,
+        spki_pins,
+        roots: roots?,
+    })
+}
+
+/// `IP`, `IP:port`, `IPv6` or `[IPv6]:port`; port 853 when absent.
+fn parse_upstream_address(text: &str) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>().ok().or_else(|| {
+        text.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, DEFAULT_DOT_PORT))
+    })
+}
+
+fn read_ca_file(path: &str) -> Result<Roots, String> {
+    let path = PathBuf::from(path);
+    let certificates = CertificateDer::pem_file_iter(&path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|err| {
+            format!(
+                "cannot read PEM certificates from {}: {err}",
+                path.display()
+            )
+        })?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "expected PEM certificates in {}, found none",
+            path.display()
+        ));
+    }
+    Ok(Roots::CaFile { path, certificates })
+}

@@ -1,0 +1,166 @@
+//! dotstub: a DNS-over-TLS privacy stub resolver.
+//!
+//! One query's way through, and the module that owns each step:
+//!
+//! ```text
+//! client --UDP/TCP--> listen      receive into a reused buffer, cap connections and queries
+//!         --> wire::Query         borrowed, checked view of the query; FORMERR/NOTIMP/REFUSED here
+//!         --> resolver            join an identical question in flight, or forward it
+//!         --> upstream::Pool      pick an upstream (policy, health), pipeline on a pooled,
+//!                                 authenticated TLS connection, query padded (padding)
+//!         --> wire::Answer        the upstream's answer without its OPT record
+//!         --> reply to client     the client's ID and spelling, its own OPT, TC=1 if too big
+//! ```
+//!
+//! [`config`] reads and checks the TOML file; [`metrics`] counts what
+//! happens. [`Server`] wires it all together; [`lookup`] resolves one
+//! question the same way for `dotstub query`.
+
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod listen;
+pub mod lookup;
+pub mod metrics;
+pub mod padding;
+pub mod resolver;
+pub mod upstream;
+pub mod wire;
+
+use std::{error::Error, fmt, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    listen::{BindError, Context, Listeners},
+    metrics::Metrics,
+    resolver::Resolver,
+    upstream::{Pool, SetupError},
+};
+
+/// Environment variable naming the file that receives TLS secrets
+/// (the NSS key log format Wireshark reads).
+pub const KEY_LOG_ENV: &str = "SSLKEYLOGFILE";
+
+/// Extra time given at shutdown beyond the query timeout, for answers to
+/// reach their clients.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+/// Why dotstub could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration was refused.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A listen address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// TLS could not be set up for an upstream.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+}
+
+/// A resolver with its sockets bound, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    listeners: Listeners,
+    resolver: Arc<Resolver>,
+    metrics: Arc<Metrics>,
+}
+
+impl Server {
+    /// Binds the listen addresses and prepares the upstreams of `config`.
+    pub fn bind(config: Config) -> Result<Self, RunError> {
+        let key_log = std::env::var_os(KEY_LOG_ENV).is_some_and(|path| !path.is_empty());
+        let metrics = Arc::new(Metrics::new(
+            config.upstreams.iter().map(|u| u.label.as_str()),
+        ));
+        let pool = Pool::new(&config, &metrics, key_log)?;
+        let listeners = Listeners::bind(&config.listen)?;
+        if key_log {
+            warn!(
+                "{KEY_LOG_ENV} is set: TLS secrets are being written to that file, and anyone \
+                 who can read it can decrypt captured upstream traffic"
+            );
+        }
+        let resolver = Arc::new(Resolver::new(
+            pool,
+            config.forward.timeout,
+            config.listen.max_udp_size,
+            Arc::clone(&metrics),
+        ));
+        Ok(Self {
+            config,
+            listeners,
+            resolver,
+            metrics,
+        })
+    }
+
+    /// The addresses clients can reach, in configured order; each serves
+    /// UDP and TCP on the same port.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.local_addrs()
+    }
+
+    /// The live counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// The resolver behind the listeners.
+    pub fn resolver(&self) -> Arc<Resolver> {
+        Arc::clone(&self.resolver)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting queries and
+    /// gives those in flight the query timeout to be answered.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let listen = &self.config.listen;
+        let context = Context {
+            resolver: Arc::clone(&self.resolver),
+            metrics: Arc::clone(&self.metrics),
+            queries: Arc::new(Semaphore::new(listen.max_queries_in_flight.get())),
+            tcp_connections: Arc::new(Semaphore::new(listen.max_tcp_connections.get())),
+            tcp_idle_timeout: listen.tcp_idle_timeout,
+            shutdown: token.clone(),
+        };
+        info!(
+            upstreams = self.config.upstreams.len(),
+            policy = %self.config.forward.policy,
+            padding = %self.config.padding,
+            "dotstub started"
+        );
+        self.listeners.serve(context, &tracker);
+        shutdown.await;
+        info!("shutting down: no new queries, answering those in flight");
+        token.cancel();
+        tracker.close();
+        let grace = self.config.forward.timeout + SHUTDOWN_GRACE;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            warn!("queries still in flight at shutdown were dropped");
+        }
+        info!("dotstub stopped");
+    }
+}
+
+/// Displays an error and its chain of causes, `: `-separated, once.
+pub struct ErrorChain<'a>(pub &'a dyn Error);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

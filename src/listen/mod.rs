@@ -1,0 +1,203 @@
+//! Where clients reach dotstub: a UDP socket and a TCP listener on each
+//! configured address, bound before serving so that bind errors come out
+//! at start-up with a clear reason, and so tests can bind port 0.
+//!
+//! `udp` and `tcp` hold the serving loops; both hand each query to the
+//! [`Resolver`] and never let one client's query block another's.
+
+mod tcp;
+mod udp;
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    sync::Semaphore,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{config::ListenConfig, metrics::Metrics, resolver::Resolver};
+
+/// Connections a TCP listener queues before accepting them.
+const TCP_BACKLOG: i32 = 1024;
+/// Attempts to find a port free for both UDP and TCP when port 0 is asked.
+const PORT_ZERO_ATTEMPTS: usize = 16;
+/// UDP receive buffer asked for: a burst of a few thousand small queries
+/// fits before the kernel drops any. The kernel caps it at
+/// net.core.rmem_max; it is a limit, not memory taken up front.
+const UDP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// A transport clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+        })
+    }
+}
+
+/// An address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} over {proto}{}", hint(*address, source))]
+pub struct BindError {
+    /// The address.
+    pub address: SocketAddr,
+    /// UDP or TCP.
+    pub proto: Proto,
+    /// The operating system's reason.
+    #[source]
+    pub source: io::Error,
+}
+
+/// What a user can do about a bind failure.
+fn hint(address: SocketAddr, source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied if address.port() < 1024 => {
+            ": ports below 1024 need root or the CAP_NET_BIND_SERVICE capability \
+             (for example `setcap cap_net_bind_service=+ep /usr/bin/dotstub`), \
+             or use a port above 1023 such as 5453"
+        }
+        io::ErrorKind::AddrInUse => {
+            ": another program already uses this address and port \
+             (systemd-resolved, dnsmasq or another resolver?)"
+        }
+        io::ErrorKind::AddrNotAvailable => ": no network interface has this address",
+        _ => "",
+    }
+}
+
+/// The bound sockets, one UDP and one TCP per configured address.
+#[derive(Debug)]
+pub struct Listeners {
+    pairs: Vec<(UdpSocket, TcpListener)>,
+}
+
+impl Listeners {
+    /// Binds every address of `config`. Port 0 picks one port free for
+    /// both UDP and TCP.
+    pub fn bind(config: &ListenConfig) -> Result<Self, BindError> {
+        let pairs = config
+            .addresses
+            .iter()
+            .map(|&address| bind_pair(address))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { pairs })
+    }
+
+    /// The bound addresses, in configured order (UDP and TCP share each).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.pairs
+            .iter()
+            .filter_map(|(udp, _)| udp.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` is cancelled, spawning every task on `tracker`.
+    pub(crate) fn serve(self, context: Context, tracker: &TaskTracker) {
+        let context = Arc::new(context);
+        for (udp, tcp) in self.pairs {
+            tracker.spawn(udp::serve(
+                Arc::new(udp),
+                Arc::clone(&context),
+                tracker.clone(),
+            ));
+            tracker.spawn(tcp::serve(tcp, Arc::clone(&context), tracker.clone()));
+        }
+    }
+}
+
+/// What the serving loops share.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub resolver: Arc<Resolver>,
+    pub metrics: Arc<Metrics>,
+    /// Client queries being resolved, across all listeners.
+    pub queries: Arc<Semaphore>,
+    /// Open TCP client connections.
+    pub tcp_connections: Arc<Semaphore>,
+    pub tcp_idle_timeout: Duration,
+    pub shutdown: CancellationToken,
+}
+
+fn bind_pair(address: SocketAddr) -> Result<(UdpSocket, TcpListener), BindError> {
+    if address.port() != 0 {
+        let tcp = bind_tcp(address)?;
+        return Ok((bind_udp(address)?, tcp));
+    }
+    let mut last = None;
+    for _ in 0..PORT_ZERO_ATTEMPTS {
+        let tcp = bind_tcp(address)?;
+        let port = tcp
+            .local_addr()
+            .map_err(|source| BindError {
+                address,
+                proto: Proto::Tcp,
+                source,
+            })?
+            .port();
+        match bind_udp(SocketAddr::new(address.ip(), port)) {
+            Ok(udp) => return Ok((udp, tcp)),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or(BindError {
+        address,
+        proto: Proto::Udp,
+        source: io::ErrorKind::AddrInUse.into(),
+    }))
+}
+
+fn new_socket(address: SocketAddr, proto: Proto) -> io::Result<Socket> {
+    let (kind, protocol) = match proto {
+        Proto::Udp => (Type::DGRAM, Protocol::UDP),
+        Proto::Tcp => (Type::STREAM, Protocol::TCP),
+    };
+    let socket = Socket::new(Domain::for_address(address), kind, Some(protocol))?;
+    if address.is_ipv6() {
+        // [::]:53 must not also take 0.0.0.0:53, which may be listed apart.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_udp(address: SocketAddr) -> Result<UdpSocket, BindError> {
+    let bind = || {
+        let socket = new_socket(address, Proto::Udp)?;
+        // Best effort: a smaller buffer only means drops under bursts.
+        let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+        socket.bind(&address.into())?;
+        UdpSocket::from_std(socket.into())
+    };
+    bind().map_err(|source| BindError {
+        address,
+        proto: Proto::Udp,
+        source,
+    })
+}
+
+fn bind_tcp(address: SocketAddr) -> Result<TcpListener, BindError> {
+    let bind = || {
+        let socket = new_socket(address, Proto::Tcp)?;
+        // Restarting must not wait for old connections in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(TCP_BACKLOG)?;
+        TcpListener::from_std(socket.into())
+    };
+    bind().map_err(|source| BindError {
+        address,
+        proto: Proto::Tcp,
+        source,
+    })
+}

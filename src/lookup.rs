@@ -1,0 +1,223 @@
+//! `dotstub query NAME [TYPE]`: one question through the configured
+//! upstreams, on the same path the daemon uses, printed dig-style with the
+//! upstream that answered, the round-trip time and what padding did.
+
+use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+
+use hickory_proto::{
+    op::{Edns, Message, Query as HickoryQuery},
+    rr::{Name, RecordType},
+};
+
+use crate::{
+    config::Config,
+    metrics::Metrics,
+    padding::PaddingPolicy,
+    resolver::{ResolveError, Resolver},
+    upstream::{Pool, SetupError},
+    wire::{Query, Transport, UPSTREAM_UDP_SIZE},
+};
+
+/// Why a lookup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// The name is not a valid domain name.
+    #[error("invalid domain name {0:?}")]
+    BadName(String),
+    /// The type is neither a known mnemonic nor a number.
+    #[error("unknown record type {0:?} (use a mnemonic like AAAA or a number like 65)")]
+    BadType(String),
+    /// TLS could not be set up for an upstream.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// No upstream answered.
+    #[error("no answer")]
+    Resolve(#[from] ResolveError),
+}
+
+/// What `dotstub query` prints.
+#[derive(Debug)]
+pub struct LookupReport {
+    /// The reply as a client would receive it over TCP.
+    pub reply: Message,
+    /// Label of the upstream that answered.
+    pub upstream: String,
+    /// Its address and TLS name.
+    pub upstream_address: String,
+    /// From writing the query to reading the answer.
+    pub rtt: Duration,
+    /// Padding policy the query was sent with.
+    pub padding: PaddingPolicy,
+    /// Size of the upstream's answer on the wire.
+    pub answer_len: usize,
+    /// Whether the upstream padded its answer.
+    pub answer_padded: bool,
+}
+
+/// Resolves `name`/`qtype` through the upstreams of `config`.
+pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupReport, LookupError> {
+    let packet = client_query(name, qtype)?;
+    let query = Query::parse(&packet).map_err(|_| LookupError::BadName(name.to_owned()))?;
+    let metrics = Arc::new(Metrics::new(
+        config.upstreams.iter().map(|u| u.label.as_str()),
+    ));
+    let pool = Pool::new(config, &metrics, false)?;
+    let resolver = Resolver::new(
+        pool,
+        config.forward.timeout,
+        config.listen.max_udp_size,
+        metrics,
+    );
+    let resolved = resolver.resolve(&query).await?;
+    let mut out = vec![0u8; resolved.answer.max_client_len()];
+    let len = resolved
+        .answer
+        .write_for_client(&query, Transport::Tcp, UPSTREAM_UDP_SIZE, &mut out)
+        .map_err(|_| ResolveError::Unreachable)?;
+    let reply = out
+        .get(..len)
+        .and_then(|bytes| Message::from_vec(bytes).ok())
+        .ok_or(ResolveError::Unreachable)?;
+    let upstream = config.upstreams.get(resolved.upstream);
+    Ok(LookupReport {
+        reply,
+        upstream: resolver.pool().label(resolved.upstream).to_owned(),
+        upstream_address: upstream
+            .map(|u| format!("{}, tls name {}", u.address, u.tls_name.to_str()))
+            .unwrap_or_default(),
+        rtt: resolved.rtt,
+        padding: config.padding,
+        answer_len: resolved.len,
+        answer_padded: resolved.padded,
+    })
+}
+
+/// The query a client would send: RD=1 and an OPT record.
+fn client_query(name: &str, qtype: &str) -> Result<Vec<u8>, LookupError> {
+    let bad_name = || LookupError::BadName(name.to_owned());
+    let mut fqdn = Name::from_str(name).map_err(|_| bad_name())?;
+    fqdn.set_fqdn(true);
+    let qtype = parse_type(qtype).ok_or_else(|| LookupError::BadType(qtype.to_owned()))?;
+    let mut message = Message::query();
+    message.metadata.id = rand::random();
+    message.metadata.recursion_desired = true;
+    message.add_query(HickoryQuery::query(fqdn, qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(UPSTREAM_UDP_SIZE);
+    message.set_edns(edns);
+    message.to_vec().map_err(|_| bad_name())
+}
+
+/// A mnemonic (`aaaa`, `MX`), `TYPE65`, or a number.
+fn parse_type(text: &str) -> Option<RecordType> {
+    let upper = text.to_ascii_uppercase();
+    let number = upper.strip_prefix("TYPE").unwrap_or(&upper);
+    number
+        .parse::<u16>()
+        .ok()
+        .map(RecordType::from)
+        .or_else(|| RecordType::from_str(&upper).ok())
+}
+
+impl fmt::Display for LookupReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let meta = &self.reply.metadata;
+        writeln!(
+            f,
+            ";; ->>HEADER<<- opcode: {}, status: {}, id: {}",
+            meta.op_code, meta.response_code, meta.id
+        )?;
+        let flags: Vec<&str> = [
+            (true, "qr"),
+            (meta.authoritative, "aa"),
+            (meta.truncation, "tc"),
+            (meta.recursion_desired, "rd"),
+            (meta.recursion_available, "ra"),
+            (meta.authentic_data, "ad"),
+            (meta.checking_disabled, "cd"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        writeln!(
+            f,
+            ";; flags: {}; QUERY: {}, ANSWER: {}, AUTHORITY: {}, ADDITIONAL: {}",
+            flags.join(" "),
+            self.reply.queries.len(),
+            self.reply.answers.len(),
+            self.reply.authorities.len(),
+            self.reply.additionals.len(),
+        )?;
+        writeln!(f, "\n;; QUESTION SECTION:")?;
+        for query in &self.reply.queries {
+            writeln!(
+                f,
+                ";{}\t\t{}\t{}",
+                query.name(),
+                query.query_class(),
+                query.query_type()
+            )?;
+        }
+        for (title, records) in [
+            ("ANSWER", &self.reply.answers),
+            ("AUTHORITY", &self.reply.authorities),
+            ("ADDITIONAL", &self.reply.additionals),
+        ] {
+            if !records.is_empty() {
+                writeln!(f, "\n;; {title} SECTION:")?;
+                for record in records {
+                    writeln!(f, "{record}")?;
+                }
+            }
+        }
+        writeln!(
+            f,
+            "\n;; UPSTREAM: {} ({})",
+            self.upstream, self.upstream_address
+        )?;
+        writeln!(f, ";; RTT: {} msec", self.rtt.as_millis())?;
+        writeln!(f, ";; QUERY PADDING: {}", self.padding)?;
+        let padded = if self.answer_padded {
+            "padded by the upstream"
+        } else {
+            "not padded"
+        };
+        write!(
+            f,
+            ";; ANSWER SIZE: {} octets on the wire, {padded}",
+            self.answer_len
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mnemonics_and_numbers() {
+        assert_eq!(parse_type("aaaa"), Some(RecordType::AAAA));
+        assert_eq!(parse_type("MX"), Some(RecordType::MX));
+        assert_eq!(parse_type("TYPE65"), Some(RecordType::HTTPS));
+        assert_eq!(parse_type("28"), Some(RecordType::AAAA));
+        assert_eq!(parse_type("NOPE"), None);
+    }
+
+    #[test]
+    fn builds_a_query_dotstub_accepts() {
+        let packet = client_query("Example.COM", "a").unwrap();
+        let query = Query::parse(&packet).unwrap();
+        assert!(
+            query
+                .question()
+                .name()
+                .eq_ignore_ascii_case(b"\x07example\x03com\x00")
+        );
+        assert_eq!(query.question().qtype(), 1);
+        assert!(query.edns().is_some());
+        assert!(matches!(
+            client_query("a..b", "A"),
+            Err(LookupError::BadName(_))
+        ));
+    }
+}

@@ -1,0 +1,488 @@
+//! One TLS connection to an upstream, with queries pipelined over it and
+//! answers matched back by message ID in whatever order they come
+//! (RFC 7766 §6.2.1.1, §7).
+//!
+//! A connection is a spawned task that owns the stream, and a [`Conn`]
+//! handle the pool keeps. Submitting a query takes the state lock briefly
+//! to pick a random ID unique among the queries in flight, then hands the
+//! framed query to the task's writer. The reader delivers each answer to
+//! the waiting [`InFlight`] through a oneshot channel.
+//
+// IDs of queries whose waiter gave up (timeout) stay reserved until their
+// answer comes or the connection closes: reusing one early could hand a
+// late answer to the wrong question. Any frame whose ID is not reserved is
+// a protocol error and closes the connection, so its queries are retried.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use tokio::{
+    io::{AsyncWrite, AsyncWriteExt},
+    sync::{OwnedSemaphorePermit, mpsc, oneshot},
+};
+use tokio_util::{
+    codec::{FramedRead, LengthDelimitedCodec},
+    sync::CancellationToken,
+};
+use tracing::{debug, trace};
+
+use super::{UpstreamError, connector::Connector};
+use crate::{
+    metrics::UpstreamCounters,
+    padding::PaddingPolicy,
+    wire::{self, Answer, Header, UpstreamEdns, UpstreamQuestion},
+};
+
+/// Largest batch of queued queries written with one call.
+const MAX_WRITE_BATCH: usize = 16 * 1024;
+
+/// What a connection needs to know, shared by all connections of an upstream.
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    /// Close after this long with no query waiting.
+    pub idle_timeout: Duration,
+    /// Give up a TCP connect plus TLS handshake after this long.
+    pub handshake_timeout: Duration,
+    /// Padding of every query.
+    pub padding: PaddingPolicy,
+}
+
+/// An answer from an upstream.
+#[derive(Debug)]
+pub struct Reply {
+    /// The answer, ready to be written for clients.
+    pub answer: Answer,
+    /// Whether the upstream padded it (RFC 7830, RFC 8467 §4.1).
+    pub padded: bool,
+    /// Its size on the wire, TCP length prefix excluded.
+    pub len: usize,
+    /// From writing the query to reading the answer; includes the
+    /// handshake for a connection's first query.
+    pub rtt: Duration,
+}
+
+/// The pool's handle on one connection.
+#[derive(Debug)]
+pub(super) struct Conn {
+    shared: Arc<Shared>,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// A std mutex: held only to insert or remove an entry, never across `.await`.
+    state: Mutex<State>,
+    counters: Arc<UpstreamCounters>,
+    padding: PaddingPolicy,
+}
+
+#[derive(Debug)]
+struct State {
+    /// False once the connection closes or stops taking queries.
+    open: bool,
+    /// The first query on a connection carries edns-tcp-keepalive.
+    sent_any: bool,
+    pending: HashMap<u16, Pending>,
+    /// Entries of `pending` whose waiter still waits.
+    live: usize,
+    /// Answers delivered on this connection.
+    answered: u64,
+    /// Tells entries apart when an ID is reused.
+    next_serial: u64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    serial: u64,
+    /// The question as asked: the answer must repeat it.
+    question: Box<[u8]>,
+    /// `None` once the waiter has given up.
+    reply: Option<oneshot::Sender<Result<Reply, UpstreamError>>>,
+    sent_at: Instant,
+    /// Returns the upstream's in-flight slot when the entry goes.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    /// Starts a connection task; queries may be submitted at once and are
+    /// written when the handshake has succeeded.
+    pub(super) fn open(
+        connector: Arc<Connector>,
+        settings: Settings,
+        counters: Arc<UpstreamCounters>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let state = State {
+            open: true,
+            sent_any: false,
+            pending: HashMap::new(),
+            live: 0,
+            answered: 0,
+            next_serial: 0,
+        };
+        let padding = settings.padding;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            counters,
+            padding,
+        });
+        let (frames, queue) = mpsc::unbounded_channel();
+        tokio::spawn(run(
+            connector,
+            settings,
+            Arc::clone(&shared),
+            queue,
+            shutdown,
+        ));
+        Self { shared, frames }
+    }
+
+    /// Whether it still takes queries.
+    pub(super) fn is_open(&self) -> bool {
+        self.shared.lock().open
+    }
+
+    /// Queries written or queued and not yet answered or abandoned.
+    pub(super) fn load(&self) -> usize {
+        self.shared.lock().live
+    }
+
+    /// Sends `question`; `permit` is the upstream's in-flight slot, held
+    /// until the answer comes or the connection closes.
+    pub(super) fn send(
+        &self,
+        question: &UpstreamQuestion<'_>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<InFlight, UpstreamError> {
+        let (tx, rx) = oneshot::channel();
+        let (id, serial, keepalive) = self.shared.reserve(question, tx, permit)?;
+        let frame = match encode(question, id, keepalive, &self.shared.padding) {
+            Some(frame) => frame,
+            None => {
+                self.shared.lock().pending.remove(&id);
+                return Err(UpstreamError::Protocol);
+            }
+        };
+        if self.frames.send(frame).is_err() {
+            self.shared.lock().pending.remove(&id);
+            return Err(UpstreamError::Closed);
+        }
+        self.shared.counters.queries.inc();
+        Ok(InFlight {
+            rx,
+            id,
+            serial,
+            shared: Arc::clone(&self.shared),
+            done: false,
+        })
+    }
+}
+
+/// Frames the upstream query: 2-octet length, then the message.
+fn encode(
+    question: &UpstreamQuestion<'_>,
+    id: u16,
+    keepalive: bool,
+    padding: &PaddingPolicy,
+) -> Option<Vec<u8>> {
+    let capacity =
+        wire::HEADER_LEN + question.question.as_bytes().len() + 32 + padding.max_padding();
+    let mut frame = vec![0u8; 2 + capacity];
+    let len = wire::write_upstream_query(
+        question,
+        id,
+        keepalive,
+        |len| padding.padding_for(len),
+        &mut frame[2..],
+    )
+    .ok()?;
+    frame[..2].copy_from_slice(&u16::try_from(len).ok()?.to_be_bytes());
+    frame.truncate(2 + len);
+    Some(frame)
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves only plain data behind.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Picks a fresh random ID and records the query under it.
+    fn reserve(
+        &self,
+        question: &UpstreamQuestion<'_>,
+        reply: oneshot::Sender<Result<Reply, UpstreamError>>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(u16, u64, bool), UpstreamError> {
+        let mut state = self.lock();
+        if !state.open {
+            return Err(UpstreamError::Closed);
+        }
+        let id = loop {
+            let id = rand::random::<u16>();
+            if !state.pending.contains_key(&id) {
+                break id;
+            }
+        };
+        let keepalive = !state.sent_any;
+        state.sent_any = true;
+        state.next_serial += 1;
+        let serial = state.next_serial;
+        let pending = Pending {
+            serial,
+            question: question.question.as_bytes().into(),
+            reply: Some(reply),
+            sent_at: Instant::now(),
+            _permit: permit,
+        };
+        state.pending.insert(id, pending);
+        state.live += 1;
+        Ok((id, serial, keepalive))
+    }
+
+    /// Hands an answer frame to its waiter. Returns the server's
+    /// keepalive timeout, or an error when the frame answers nothing sent.
+    fn deliver(&self, frame: &[u8]) -> Result<UpstreamEdns, UpstreamError> {
+        let id = Header::parse(frame)
+            .map_err(|_| UpstreamError::Protocol)?
+            .id();
+        let pending = {
+            let mut state = self.lock();
+            let pending = state.pending.remove(&id).ok_or(UpstreamError::Protocol)?;
+            if pending.reply.is_some() {
+                state.live -= 1;
+            }
+            state.answered += 1;
+            pending
+        };
+        let question =
+            wire::Question::parse(&pending.question, 0).map_err(|_| UpstreamError::Protocol)?;
+        let result = Answer::from_upstream(frame, &question);
+        let counters = &self.counters;
+        let Some(reply) = pending.reply else {
+            return result
+                .map(|(_, edns)| edns)
+                .map_err(|_| UpstreamError::Protocol);
+        };
+        match result {
+            Ok((answer, edns)) => {
+                counters.answers.inc();
+                if edns.padded {
+                    counters.padded_answers.inc();
+                }
+                let rtt = pending.sent_at.elapsed();
+                let _ = reply.send(Ok(Reply {
+                    answer,
+                    padded: edns.padded,
+                    len: frame.len(),
+                    rtt,
+                }));
+                Ok(edns)
+            }
+            Err(_) => {
+                let _ = reply.send(Err(UpstreamError::Protocol));
+                Err(UpstreamError::Protocol)
+            }
+        }
+    }
+
+    /// Stops taking queries, for a server that asked to close (RFC 7828
+    /// §3.3.2); the answers still in flight are read first.
+    fn stop_taking_queries(&self) {
+        self.lock().open = false;
+    }
+
+    /// Whether it takes no queries and none is waiting.
+    fn is_drained(&self) -> bool {
+        let state = self.lock();
+        !state.open && state.live == 0
+    }
+
+    /// Stops taking queries when none is waiting; true when it did.
+    fn close_if_idle(&self) -> bool {
+        let mut state = self.lock();
+        if state.live == 0 {
+            state.open = false;
+        }
+        !state.open
+    }
+
+    /// Closes for good: every waiter gets `error`.
+    fn close(&self, error: &UpstreamError) {
+        let (drained, error): (Vec<Pending>, UpstreamError) = {
+            let mut state = self.lock();
+            state.open = false;
+            state.live = 0;
+            let error = match error {
+                UpstreamError::Closed if state.answered == 0 => UpstreamError::ClosedEarly,
+                other => other.clone(),
+            };
+            (
+                state.pending.drain().map(|(_, pending)| pending).collect(),
+                error,
+            )
+        };
+        for pending in drained {
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+//---- InFlight ----
+
+/// A query written (or queued) on a connection, waiting for its answer.
+/// Dropping it gives up: the ID stays reserved until the answer comes.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    rx: oneshot::Receiver<Result<Reply, UpstreamError>>,
+    id: u16,
+    serial: u64,
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl InFlight {
+    /// Waits for the answer.
+    pub(super) async fn reply(mut self) -> Result<Reply, UpstreamError> {
+        let result = (&mut self.rx).await;
+        self.done = true;
+        result.unwrap_or(Err(UpstreamError::Closed))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut state = self.shared.lock();
+        let abandoned = match state.pending.get_mut(&self.id) {
+            Some(pending) if pending.serial == self.serial => pending.reply.take().is_some(),
+            _ => false,
+        };
+        if abandoned {
+            state.live -= 1;
+        }
+    }
+}
+
+//---- The connection task ----
+
+async fn run(
+    connector: Arc<Connector>,
+    settings: Settings,
+    shared: Arc<Shared>,
+    queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    shutdown: CancellationToken,
+) {
+    let counters = &shared.counters;
+    let connected = tokio::select! {
+        _ = shutdown.cancelled() => Err(UpstreamError::Closed),
+        result = tokio::time::timeout(settings.handshake_timeout, connector.connect()) => {
+            result.unwrap_or(Err(UpstreamError::Timeout))
+        }
+    };
+    let stream = match connected {
+        Ok((stream, resumed)) => {
+            counters.connections.inc();
+            if resumed {
+                counters.resumed.inc();
+            }
+            stream
+        }
+        Err(error) => {
+            match &error {
+                UpstreamError::Connect(_) => counters.connect_failures.inc(),
+                UpstreamError::Tls(_) => counters.tls_failures.inc(),
+                _ => {}
+            }
+            shared.close(&error);
+            return;
+        }
+    };
+    let (reader, writer) = tokio::io::split(stream);
+    let error = tokio::select! {
+        _ = shutdown.cancelled() => UpstreamError::Closed,
+        () = write_queued(writer, queue) => UpstreamError::Closed,
+        error = read_answers(reader, &shared, settings.idle_timeout) => error,
+    };
+    if matches!(error, UpstreamError::Protocol) {
+        counters.protocol_errors.inc();
+    }
+    debug!(error = %error, "upstream connection closed");
+    shared.close(&error);
+}
+
+/// Writes queued queries, several per call when they queue up. Returns
+/// when a write fails; when the pool drops the handle it keeps waiting so
+/// answers still in flight are read.
+async fn write_queued(
+    mut writer: impl AsyncWrite + Unpin,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let mut batch = Vec::new();
+    while let Some(frame) = queue.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&frame);
+        while batch.len() < MAX_WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(frame) => batch.extend_from_slice(&frame),
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+/// Reads answers until the connection ends, and says why it ended.
+async fn read_answers(
+    reader: impl tokio::io::AsyncRead + Unpin,
+    shared: &Shared,
+    configured_idle: Duration,
+) -> UpstreamError {
+    let codec = LengthDelimitedCodec::builder()
+        .length_field_length(2)
+        .max_frame_length(wire::MAX_MESSAGE_LEN)
+        .new_codec();
+    let mut frames = FramedRead::new(reader, codec);
+    let mut idle = configured_idle;
+    loop {
+        let frame = match tokio::time::timeout(idle, frames.next()).await {
+            Err(_elapsed) if shared.close_if_idle() => return UpstreamError::Closed,
+            Err(_elapsed) => continue,
+            Ok(None | Some(Err(_))) => return UpstreamError::Closed,
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let edns = match shared.deliver(&frame) {
+            Ok(edns) => edns,
+            Err(error) => return error,
+        };
+        match edns.keepalive {
+            // RFC 7828 §3.3.2: 0 asks the client to close once its answers are in.
+            Some(0) => shared.stop_taking_queries(),
+            // Otherwise the server's timeout, in units of 100 ms, wins when shorter.
+            Some(timeout) => {
+                idle = configured_idle.min(Duration::from_millis(u64::from(timeout) * 100));
+                trace!(
+                    timeout_ms = idle.as_millis(),
+                    "upstream announced keepalive"
+                );
+            }
+            None => {}
+        }
+        if shared.is_drained() {
+            return UpstreamError::Closed;
+        }
+    }
+}

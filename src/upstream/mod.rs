@@ -1,0 +1,79 @@
+//! Upstream DNS-over-TLS servers (RFC 7858): authenticated connections,
+//! pooled and pipelined (RFC 7766 §6.2.1.1), and the choice of which
+//! upstream answers a query.
+//!
+//! - [`Pool`] is the entry point: [`Pool::exchange`] sends one question and
+//!   retries on other upstreams within the caller's deadline.
+//! - `pool` picks an upstream by policy and health; each upstream keeps a
+//!   few connections (`conn`), opened on demand through its `connector`,
+//!   which checks the certificate chain, the name and the SPKI `pin`s.
+//! - `health` holds the backoff state machine.
+//!
+//! Strict privacy: a query is written only on a connection whose handshake
+//! and authentication succeeded. There is no clear-text path at all.
+
+mod conn;
+mod connector;
+mod health;
+mod pin;
+mod pool;
+
+use std::{io, sync::Arc};
+
+pub use conn::Reply;
+pub use health::{FIRST_BACKOFF, Health, MAX_BACKOFF};
+pub use pin::{BadPin, SpkiPin};
+pub use pool::{Exchange, Pool};
+
+/// Why an exchange with an upstream failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// The TCP connection could not be made.
+    #[error("cannot connect")]
+    Connect(#[source] Arc<io::Error>),
+    /// The TLS handshake failed, certificate, name and pin checks included.
+    #[error("TLS handshake failed")]
+    Tls(#[source] Arc<io::Error>),
+    /// No answer within the time this attempt had.
+    #[error("no answer in time")]
+    Timeout,
+    /// The connection closed before the answer came, after answering
+    /// others: normal life for DoT (idle close, server restart). The query
+    /// is re-sent on a fresh connection as often as the deadline allows.
+    #[error("connection closed before the answer")]
+    Closed,
+    /// The connection closed before answering anything. Re-sent a few
+    /// times, then counted as a failure of the upstream, so a server that
+    /// drops every connection is not hammered.
+    #[error("connection closed before answering any query")]
+    ClosedEarly,
+    /// The upstream sent something that is not an answer to a query on the
+    /// connection (garbage, an unknown ID, another question).
+    #[error("answer does not match any query sent")]
+    Protocol,
+}
+
+impl UpstreamError {
+    /// Whether the connection closed under the query, which is then
+    /// re-sent on a fresh connection to the same upstream.
+    pub fn is_connection_closed(&self) -> bool {
+        matches!(self, Self::Closed | Self::ClosedEarly)
+    }
+
+    /// Whether it was a timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+}
+
+/// Why the pool could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up TLS for upstream {label}")]
+pub struct SetupError {
+    /// The upstream's label.
+    pub label: String,
+    /// Why.
+    #[source]
+    pub source: rustls::Error,
+}

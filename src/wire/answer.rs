@@ -1,0 +1,357 @@
+//! An upstream's answer, kept in wire form without its OPT record, and
+//! written out for each client that asked: that client's ID, RD bit and
+//! spelling of the name, its own OPT record, and TC=1 when it does not fit.
+
+use super::{
+    HEADER_LEN, Header, HeaderMut, OptRecord, Query, Question, Sections, WireError, Writer,
+    find_opt, flag,
+    opt::{OPT_FIXED_LEN, option_code, write_opt},
+    reply::{ReplyEdns, ShortReply},
+    writer::Overflow,
+};
+
+/// How the answer travels to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain UDP: the answer must fit the client's payload size, capped by
+    /// dotstub's own maximum.
+    Udp,
+    /// Plain TCP: any size up to 65,535 octets.
+    Tcp,
+}
+
+/// Facts about the upstream's OPT record that belong to the connection,
+/// not to the answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamEdns {
+    /// The server's edns-tcp-keepalive TIMEOUT in units of 100 ms (RFC 7828).
+    pub keepalive: Option<u16>,
+    /// Whether the response carried a Padding option (RFC 7830).
+    pub padded: bool,
+}
+
+/// An answer from upstream, ready to be written for any client that asked
+/// the same question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The response without its OPT record; ARCOUNT adjusted. The ID and the
+    /// spelling of the question are patched per client.
+    message: Box<[u8]>,
+    /// Length of the question section (name, type, class).
+    question_len: usize,
+    /// The 12-bit RCODE (header bits plus the OPT's extended bits).
+    rcode: u16,
+    /// Options passed on to EDNS clients: only Extended DNS Errors.
+    options: Box<[u8]>,
+}
+
+impl Answer {
+    /// Reads an upstream response to `asked`. Fails when it is not a
+    /// response, asks another question, or is malformed; the caller treats
+    /// that as a protocol error of the upstream.
+    pub fn from_upstream(
+        response: &[u8],
+        asked: &Question<'_>,
+    ) -> Result<(Self, UpstreamEdns), WireError> {
+        let header = Header::parse(response)?;
+        if !header.has(flag::QR) || header.qdcount() != 1 {
+            return Err(WireError::Malformed);
+        }
+        let question = Question::parse(response, HEADER_LEN)?;
+        if !question.matches(asked) {
+            return Err(WireError::Malformed);
+        }
+        let sections = Sections::locate(response, &header)?;
+        let Some((span, before)) = find_opt(response, sections.additional, header.arcount())?
+        else {
+            let answer = Self::new(response, &question, u16::from(header.rcode()), &[]);
+            return Ok((answer, UpstreamEdns::default()));
+        };
+        let opt = OptRecord::from_span(response, &span)?;
+        // Records after the OPT are additional data a client can do without;
+        // cutting at the OPT keeps every compression pointer valid.
+        let mut message = response[..span.start].to_vec();
+        HeaderMut::new(&mut message)?.set_arcount(before);
+        let rcode = u16::from(opt.extended_rcode) << 4 | u16::from(header.rcode());
+        let mut forwarded = Vec::new();
+        let mut edns = UpstreamEdns::default();
+        for (code, data) in opt.options() {
+            match code {
+                option_code::EXTENDED_ERROR => {
+                    let mut option = [0u8; 4];
+                    option[..2].copy_from_slice(&code.to_be_bytes());
+                    option[2..].copy_from_slice(&(data.len() as u16).to_be_bytes());
+                    forwarded.extend_from_slice(&option);
+                    forwarded.extend_from_slice(data);
+                }
+                option_code::TCP_KEEPALIVE => {
+                    edns.keepalive = data.first_chunk::<2>().map(|t| u16::from_be_bytes(*t));
+                }
+                option_code::PADDING => edns.padded = true,
+                _ => {}
+            }
+        }
+        let answer = Self::new(&message, &question, rcode, &forwarded);
+        Ok((answer, edns))
+    }
+
+    fn new(message: &[u8], question: &Question<'_>, rcode: u16, options: &[u8]) -> Self {
+        Self {
+            message: message.into(),
+            question_len: question.as_bytes().len(),
+            rcode,
+            options: options.into(),
+        }
+    }
+
+    /// The full 12-bit response code.
+    pub fn rcode(&self) -> u16 {
+        self.rcode
+    }
+
+    /// The longest reply [`Answer::write_for_client`] can write.
+    pub fn max_client_len(&self) -> usize {
+        (self.message.len() + OPT_FIXED_LEN + self.options.len()).max(super::reply::MAX_SHORT_REPLY)
+    }
+
+    /// The stored message: the upstream's response without its OPT record.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// Writes this answer for the client whose query is `query` and returns
+    /// the reply's length. `udp_size` is dotstub's own UDP payload limit,
+    /// advertised in the reply and used to cap what a UDP client may ask.
+    pub fn write_for_client(
+        &self,
+        query: &Query<'_>,
+        transport: Transport,
+        udp_size: u16,
+        out: &mut [u8],
+    ) -> Result<usize, Overflow> {
+        let client_edns = query.edns();
+        let extended_rcode = (self.rcode >> 4) as u8;
+        if client_edns.is_none() && extended_rcode != 0 {
+            // An extended RCODE cannot be said without OPT (RFC 6891 §6.1.3).
+            return super::reply::write_servfail(query, (0, ""), udp_size, out);
+        }
+        let limit = match transport {
+            Transport::Tcp => super::MAX_MESSAGE_LEN,
+            Transport::Udp => {
+                usize::from(client_edns.map_or(512, |e| e.udp_size.min(udp_size).max(512)))
+            }
+        };
+        let opt_len = client_edns.map_or(0, |_| OPT_FIXED_LEN + self.options.len());
+        let edns = client_edns.map(|e| ReplyEdns {
+            udp_size,
+            dnssec_ok: e.dnssec_ok,
+            extended_error: None,
+        });
+        if self.message.len() + opt_len > limit {
+            return self.write_truncated(query, edns, out);
+        }
+        let mut w = Writer::new(out);
+        w.put(&self.message)?;
+        if let Some(edns) = edns {
+            write_opt(
+                &mut w,
+                edns.udp_size,
+                extended_rcode,
+                edns.dnssec_ok,
+                &self.options,
+            )?;
+        }
+        let message = w.written_mut();
+        message[HEADER_LEN..HEADER_LEN + self.question_len]
+            .copy_from_slice(query.question().as_bytes());
+        let header = Header::parse(message).map_err(|_| Overflow)?;
+        let arcount = header.arcount() + u16::from(edns.is_some());
+        HeaderMut::new(message)
+            .map_err(|_| Overflow)?
+            .set_id(query.id())
+            .set_flag(flag::RD, query.header().has(flag::RD))
+            .set_flag(flag::AA, false)
+            .set_flag(flag::RA, true)
+            .set_arcount(arcount);
+        Ok(w.len())
+    }
+
+    /// The header and question alone, TC=1, so the client retries over TCP
+    /// (RFC 1035 §4.2.1, RFC 7766 §5).
+    fn write_truncated(
+        &self,
+        query: &Query<'_>,
+        edns: Option<ReplyEdns<'_>>,
+        out: &mut [u8],
+    ) -> Result<usize, Overflow> {
+        let header = Header::parse(&self.message).map_err(|_| Overflow)?;
+        let rd = if query.header().has(flag::RD) {
+            flag::RD
+        } else {
+            0
+        };
+        let flags = (header.flags() & !(flag::RD | flag::AA)) | flag::TC | flag::RA | rd;
+        ShortReply {
+            id: query.id(),
+            flags,
+            question: Some(query.question().as_bytes()),
+            extended_rcode: (self.rcode >> 4) as u8,
+            edns,
+        }
+        .write(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::query::tests::query_bytes;
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+    use hickory_proto::rr::rdata::opt::EdnsOption;
+    use hickory_proto::rr::rdata::{A, TXT};
+    use hickory_proto::rr::{Name, RData, Record};
+
+    const NAME: &[u8] = b"\x03www\x07example\x00";
+
+    /// An upstream response to NAME/A with `answers` A records and, when
+    /// `options` is given, an OPT record carrying them.
+    fn upstream(answers: usize, txt_len: usize, options: Option<Vec<EdnsOption>>) -> Vec<u8> {
+        let mut message = Message::new(0x1111, MessageType::Response, OpCode::Query);
+        message.metadata.recursion_desired = true;
+        message.metadata.authoritative = true;
+        let name = Name::from_ascii("WWW.example.").unwrap();
+        message.add_query(hickory_proto::op::Query::query(name.clone(), 1.into()));
+        for i in 0..answers {
+            message.add_answer(Record::from_rdata(
+                name.clone(),
+                300,
+                RData::A(A::new(192, 0, 2, i as u8)),
+            ));
+        }
+        if txt_len > 0 {
+            let txt = TXT::new(vec!["x".repeat(200); txt_len / 200]);
+            message.add_additional(Record::from_rdata(name.clone(), 300, RData::TXT(txt)));
+        }
+        if let Some(options) = options {
+            let mut edns = Edns::new();
+            edns.set_max_payload(1232);
+            for option in options {
+                edns.options_mut().insert(option);
+            }
+            message.set_edns(edns);
+        }
+        message.to_vec().unwrap()
+    }
+
+    fn asked() -> Vec<u8> {
+        let mut raw = NAME.to_vec();
+        raw.extend_from_slice(&[0, 1, 0, 1]);
+        raw
+    }
+
+    fn write(answer: &Answer, client: &[u8], transport: Transport) -> Message {
+        let query = Query::parse(client).unwrap();
+        let mut out = vec![0u8; 65_535];
+        let len = answer
+            .write_for_client(&query, transport, 1232, &mut out)
+            .unwrap();
+        Message::from_vec(&out[..len]).unwrap()
+    }
+
+    #[test]
+    fn strips_padding_and_keepalive_keeps_ede() {
+        let options = vec![
+            EdnsOption::Unknown(option_code::TCP_KEEPALIVE, vec![0, 50]),
+            EdnsOption::Unknown(option_code::EXTENDED_ERROR, vec![0, 3]),
+            EdnsOption::Unknown(option_code::PADDING, vec![0; 40]),
+        ];
+        let response = upstream(2, 0, Some(options));
+        let raw = asked();
+        let (answer, edns) =
+            Answer::from_upstream(&response, &Question::parse(&raw, 0).unwrap()).unwrap();
+        assert_eq!(
+            edns,
+            UpstreamEdns {
+                keepalive: Some(50),
+                padded: true
+            }
+        );
+        let client = query_bytes(NAME, 1, Some((1232, b"")));
+        let reply = write(&answer, &client, Transport::Udp);
+        let opt = reply.edns.as_ref().expect("EDNS client gets OPT");
+        assert!(
+            opt.option(hickory_proto::rr::rdata::opt::EdnsCode::Padding)
+                .is_none()
+        );
+        assert!(
+            opt.option(hickory_proto::rr::rdata::opt::EdnsCode::Keepalive)
+                .is_none()
+        );
+        assert!(opt.option(option_code::EXTENDED_ERROR.into()).is_some());
+        assert_eq!(reply.answers.len(), 2);
+    }
+
+    #[test]
+    fn patches_id_rd_case_and_clears_aa() {
+        let response = upstream(1, 0, None);
+        let raw = asked();
+        let (answer, _) =
+            Answer::from_upstream(&response, &Question::parse(&raw, 0).unwrap()).unwrap();
+        let mut client = query_bytes(NAME, 1, None);
+        client[2] &= !0x01; // RD=0
+        let reply = write(&answer, &client, Transport::Udp);
+        assert_eq!(reply.metadata.id, 0xabcd);
+        assert!(!reply.metadata.recursion_desired && !reply.metadata.authoritative);
+        assert!(reply.metadata.recursion_available);
+        assert_eq!(reply.queries[0].name().to_string(), "www.example.");
+        assert!(reply.edns.is_none(), "no OPT for a client that sent none");
+    }
+
+    #[test]
+    fn too_big_for_udp_is_truncated_but_whole_over_tcp() {
+        let response = upstream(1, 1000, Some(vec![]));
+        let raw = asked();
+        let (answer, _) =
+            Answer::from_upstream(&response, &Question::parse(&raw, 0).unwrap()).unwrap();
+        let plain = query_bytes(NAME, 1, None);
+        let small = write(&answer, &plain, Transport::Udp);
+        assert!(small.metadata.truncation);
+        assert!(small.answers.is_empty() && small.additionals.is_empty());
+        assert_eq!(small.queries.len(), 1);
+        let edns_client = query_bytes(NAME, 1, Some((4096, b"")));
+        let fits = write(&answer, &edns_client, Transport::Udp);
+        assert!(!fits.metadata.truncation);
+        assert_eq!(fits.additionals.len(), 1);
+        let whole = write(&answer, &plain, Transport::Tcp);
+        assert!(!whole.metadata.truncation);
+        assert_eq!(whole.answers.len(), 1);
+    }
+
+    #[test]
+    fn refuses_answers_to_other_questions() {
+        let response = upstream(1, 0, None);
+        let other = b"\x03www\x07example\x00\x00\x1c\x00\x01";
+        let err = Answer::from_upstream(&response, &Question::parse(other, 0).unwrap());
+        assert_eq!(err.unwrap_err(), WireError::Malformed);
+        let mut query = response.clone();
+        query[2] &= 0x7f;
+        let raw = asked();
+        assert!(Answer::from_upstream(&query, &Question::parse(&raw, 0).unwrap()).is_err());
+    }
+
+    #[test]
+    fn extended_rcode_without_client_opt_becomes_servfail() {
+        let mut message = Message::from_vec(&upstream(0, 0, Some(vec![]))).unwrap();
+        message.metadata.response_code = ResponseCode::BADCOOKIE;
+        let mut edns = message.edns.take().unwrap();
+        edns.set_rcode_high(ResponseCode::BADCOOKIE.high());
+        message.set_edns(edns);
+        let response = message.to_vec().unwrap();
+        let raw = asked();
+        let (answer, _) =
+            Answer::from_upstream(&response, &Question::parse(&raw, 0).unwrap()).unwrap();
+        assert_eq!(answer.rcode(), 23);
+        let reply = write(&answer, &query_bytes(NAME, 1, None), Transport::Udp);
+        assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    }
+}

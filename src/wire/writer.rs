@@ -1,0 +1,86 @@
+//! A cursor that writes into a caller's fixed buffer and reports overflow
+//! instead of growing, so building a reply never allocates.
+
+/// The buffer was too small for what had to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("message does not fit in the buffer")]
+pub struct Overflow;
+
+/// Appends big-endian fields to a borrowed buffer.
+pub struct Writer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> Writer<'a> {
+    /// Starts writing at the beginning of `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    /// Octets written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `bytes`.
+    pub fn put(&mut self, bytes: &[u8]) -> Result<(), Overflow> {
+        let end = self.len + bytes.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(Overflow)?
+            .copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    /// Appends one octet.
+    pub fn put_u8(&mut self, value: u8) -> Result<(), Overflow> {
+        self.put(&[value])
+    }
+
+    /// Appends a big-endian `u16`.
+    pub fn put_u16(&mut self, value: u16) -> Result<(), Overflow> {
+        self.put(&value.to_be_bytes())
+    }
+
+    /// Appends a big-endian `u32`.
+    pub fn put_u32(&mut self, value: u32) -> Result<(), Overflow> {
+        self.put(&value.to_be_bytes())
+    }
+
+    /// Appends `count` zero octets (padding, RFC 7830 §3).
+    pub fn put_zeros(&mut self, count: usize) -> Result<(), Overflow> {
+        let end = self.len + count;
+        self.buf.get_mut(self.len..end).ok_or(Overflow)?.fill(0);
+        self.len = end;
+        Ok(())
+    }
+
+    /// The octets written so far, for in-place patches.
+    pub fn written_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_until_full_then_overflows() {
+        let mut buf = [0xffu8; 7];
+        let mut writer = Writer::new(&mut buf);
+        writer.put_u16(0x0102).unwrap();
+        writer.put_u32(0x0304_0506).unwrap();
+        assert_eq!(writer.put_u16(7), Err(Overflow));
+        writer.put_zeros(1).unwrap();
+        assert_eq!(writer.len(), 7);
+        assert_eq!(buf, [1, 2, 3, 4, 5, 6, 0]);
+    }
+}

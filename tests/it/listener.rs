@@ -1,0 +1,153 @@
+//! The local listeners: UDP and TCP answers, RFC 7766 pipelining with
+//! out-of-order answers, the TCP connection cap and idle timeout.
+
+use std::time::Duration;
+
+use hickory_proto::rr::RecordType;
+
+use crate::support::{
+    client::{self, Tcp, a_records},
+    dot_upstream::Script,
+    fixtures::expected_a,
+    server::{Harness, Options},
+};
+
+#[tokio::test]
+async fn answers_over_udp_and_tcp() {
+    let rig = Harness::start(Script::Answer).await;
+    let reply = client::udp(
+        rig.dotstub.addr,
+        &client::query("www.example.test.", RecordType::A),
+    )
+    .await;
+    assert_eq!(a_records(&reply), [expected_a("www.example.test")]);
+    let mut tcp = Tcp::connect(rig.dotstub.addr).await;
+    let query = client::query("mail.example.test.", RecordType::A);
+    tcp.send(&query).await;
+    let reply = tcp.recv().await;
+    assert_eq!(reply.metadata.id, query.metadata.id);
+    assert_eq!(a_records(&reply), [expected_a("mail.example.test")]);
+}
+
+#[tokio::test]
+async fn tcp_pipelined_queries_are_answered_out_of_order() {
+    let slow = ("slow.example.test".to_owned(), Duration::from_millis(400));
+    let rig = Harness::start(Script::DelayByName(vec![slow])).await;
+    let mut tcp = Tcp::connect(rig.dotstub.addr).await;
+    let first = client::query("slow.example.test.", RecordType::A);
+    let second = client::query("fast.example.test.", RecordType::A);
+    tcp.send(&first).await;
+    tcp.send(&second).await;
+    let (a, b) = (tcp.recv().await, tcp.recv().await);
+    assert_eq!(
+        a.metadata.id, second.metadata.id,
+        "the fast answer overtakes the slow one"
+    );
+    assert_eq!(a_records(&a), [expected_a("fast.example.test")]);
+    assert_eq!(b.metadata.id, first.metadata.id);
+    assert_eq!(a_records(&b), [expected_a("slow.example.test")]);
+}
+
+#[tokio::test]
+async fn tcp_connections_beyond_the_cap_are_refused_and_counted() {
+    let options = Options {
+        listen: "max_tcp_connections = 2",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Answer, options).await;
+    let mut open = Vec::new();
+    for name in ["one.example.test.", "two.example.test."] {
+        let mut tcp = Tcp::connect(rig.dotstub.addr).await;
+        tcp.send(&client::query(name, RecordType::A)).await;
+        assert_eq!(a_records(&tcp.recv().await).len(), 1);
+        open.push(tcp);
+    }
+    let mut third = Tcp::connect(rig.dotstub.addr).await;
+    third
+        .send(&client::query("three.example.test.", RecordType::A))
+        .await;
+    assert_eq!(
+        third.recv_bytes().await,
+        None,
+        "the third connection is closed unanswered"
+    );
+    assert_eq!(rig.dotstub.metrics.server.tcp_refused.get(), 1);
+    drop(open);
+    // A slot frees when a client leaves.
+    let mut later = Tcp::connect(rig.dotstub.addr).await;
+    later
+        .send(&client::query("four.example.test.", RecordType::A))
+        .await;
+    let reply = tokio::time::timeout(client::CLIENT_TIMEOUT, async {
+        loop {
+            if let Some(reply) = later.recv_bytes().await {
+                return reply;
+            }
+            // The slot may not be free yet: the server notices the close first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            later = Tcp::connect(rig.dotstub.addr).await;
+            later
+                .send(&client::query("four.example.test.", RecordType::A))
+                .await;
+        }
+    })
+    .await
+    .expect("a freed slot takes a new client");
+    assert!(!reply.is_empty());
+}
+
+#[tokio::test]
+async fn idle_tcp_connection_is_closed_and_counted() {
+    let options = Options {
+        listen: "tcp_idle_timeout_ms = 200",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Answer, options).await;
+    let mut tcp = Tcp::connect(rig.dotstub.addr).await;
+    tcp.send(&client::query("www.example.test.", RecordType::A))
+        .await;
+    assert_eq!(a_records(&tcp.recv().await).len(), 1);
+    assert_eq!(
+        tcp.recv_bytes().await,
+        None,
+        "dotstub closes the idle connection"
+    );
+    assert_eq!(rig.dotstub.metrics.server.tcp_idle_closed.get(), 1);
+}
+
+#[tokio::test]
+async fn slow_answer_keeps_an_idle_tcp_connection_open() {
+    // The idle timer must not cut a connection that still owes an answer.
+    let options = Options {
+        listen: "tcp_idle_timeout_ms = 100",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Delay(Duration::from_millis(400)), options).await;
+    let mut tcp = Tcp::connect(rig.dotstub.addr).await;
+    tcp.send(&client::query("late.example.test.", RecordType::A))
+        .await;
+    assert_eq!(
+        a_records(&tcp.recv().await),
+        [expected_a("late.example.test")]
+    );
+}
+
+#[tokio::test]
+async fn shutdown_answers_queries_in_flight_then_stops_listening() {
+    let rig = Harness::start(Script::Delay(Duration::from_millis(300))).await;
+    let addr = rig.dotstub.addr;
+    let query = client::query("inflight.example.test.", RecordType::A);
+    let in_flight = tokio::spawn(async move { client::udp(addr, &query).await });
+    // Let the query reach the upstream before shutting down.
+    while rig.upstream.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rig.dotstub.stop().await;
+    let reply = in_flight.await.unwrap();
+    assert_eq!(a_records(&reply), [expected_a("inflight.example.test")]);
+    let late = client::encode(&client::query("late.example.test.", RecordType::A));
+    assert_eq!(
+        client::udp_bytes(addr, &late, Duration::from_millis(300)).await,
+        None
+    );
+}

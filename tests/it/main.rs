@@ -1,0 +1,40 @@
+//! dotstub's integration tests: one binary, one module per behaviour.
+//!
+//! Everything is hermetic: each test mints its own certificates, starts its
+//! own DNS-over-TLS upstream (`support::dot_upstream`) and its own dotstub
+//! on 127.0.0.1 port 0, and talks to them over loopback only. Tests named
+//! `interop_*` need real servers started by `.ci/run` and are ignored by
+//! default.
+
+// Test code may panic on what cannot happen; clippy's test exemption does
+// not reach helpers outside #[test] functions.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+// The test rig's own tests: the upstream does what the other tests assume.
+mod rig;
+
+// Answers over UDP and TCP, TCP pipelining, connection caps, idle close, shutdown.
+mod listener;
+
+// Upstream connection pool: pipelining, IDs, keepalive, idle close, resumption, policy.
+mod pool;
+
+// EDNS(0) padding of upstream queries, none on local answers.
+mod padding;
+
+// Client EDNS: UDP size and truncation, Client Subnet, OPT, BADVERS.
+mod edns;
+
+// Retries, failover, SERVFAIL within the timeout, backoff that never wedges.
+mod failover;
+
+// Certificate chain, name and SPKI pin checks.
+mod auth;
+
+// Malformed and unwanted client input.
+mod bad_input;
+
+// Identical questions in flight share one upstream query.
+mod coalescing;

@@ -1,0 +1,208 @@
+//! Upstream connections: a small pool per upstream, queries pipelined over
+//! it and matched back by random message IDs, edns-tcp-keepalive, idle
+//! close and TLS session resumption.
+
+use std::{collections::HashSet, time::Duration};
+
+use futures_util::future::join_all;
+use hickory_proto::rr::RecordType;
+
+use crate::support::{
+    client::{self, a_records},
+    dot_upstream::{DotUpstream, Script},
+    fixtures::{KEEPALIVE_OPTION, expected_a},
+    server::{Harness, Options},
+};
+
+/// Sends `count` concurrent UDP queries for distinct names, all with the
+/// same client ID, and checks every answer.
+async fn concurrent_queries(rig: &Harness, count: usize, client_id: u16) {
+    let queries = (0..count).map(|i| async move {
+        let name = format!("host{i}.pool.test.");
+        let mut query = client::query(&name, RecordType::A);
+        query.metadata.id = client_id;
+        let reply = client::udp(rig.dotstub.addr, &query).await;
+        assert_eq!(a_records(&reply), [expected_a(&name)], "{name}");
+    });
+    join_all(queries).await;
+}
+
+/// Waits until `condition` holds, for at most the client timeout.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let wait = async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(client::CLIENT_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+}
+
+#[tokio::test]
+async fn five_hundred_concurrent_queries_share_the_configured_connections() {
+    let options = Options {
+        forward: "connections_per_upstream = 2",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Delay(Duration::from_millis(50)), options).await;
+    concurrent_queries(&rig, 500, 0x1234).await;
+    assert!(
+        rig.upstream.connections() <= 2,
+        "{} connections",
+        rig.upstream.connections()
+    );
+    assert!(rig.upstream.peak_open_connections() <= 2);
+    assert_eq!(rig.upstream.received().len(), 500);
+}
+
+#[tokio::test]
+async fn out_of_order_answers_are_matched_to_their_queries() {
+    let options = Options {
+        forward: "connections_per_upstream = 1",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Reorder { batch: 10 }, options).await;
+    concurrent_queries(&rig, 10, 7).await;
+    assert_eq!(
+        rig.upstream.connections(),
+        1,
+        "all ten went over one connection"
+    );
+}
+
+#[tokio::test]
+async fn upstream_ids_are_random_and_never_the_clients() {
+    let rig = Harness::start(Script::Delay(Duration::from_millis(200))).await;
+    concurrent_queries(&rig, 100, 0x4242).await;
+    let received = rig.upstream.received();
+    let ids: Vec<u16> = received
+        .iter()
+        .map(|q| u16::from_be_bytes([q.bytes[0], q.bytes[1]]))
+        .collect();
+    assert!(
+        !ids.contains(&0x4242),
+        "the client's ID never goes upstream"
+    );
+    // All 100 were in flight together, so their IDs must all differ.
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 100);
+    let sequential = ids
+        .windows(2)
+        .filter(|w| w[1] == w[0].wrapping_add(1))
+        .count();
+    assert!(sequential < 5, "IDs look sequential: {ids:?}");
+}
+
+#[tokio::test]
+async fn first_query_on_each_connection_carries_tcp_keepalive() {
+    let rig = Harness::start(Script::Answer).await;
+    for i in 0..3 {
+        let reply = client::udp(
+            rig.dotstub.addr,
+            &client::query(&format!("k{i}.test."), RecordType::A),
+        )
+        .await;
+        assert_eq!(a_records(&reply).len(), 1);
+    }
+    let received = rig.upstream.received();
+    let carries = |i: usize| {
+        let options = client::option_codes(received[i].message.as_ref().expect("query parses"));
+        options.contains(&KEEPALIVE_OPTION)
+    };
+    assert!(carries(0));
+    assert!(
+        !carries(1) && !carries(2),
+        "only the first query of a connection asks"
+    );
+    assert_eq!(rig.upstream.connections(), 1);
+}
+
+#[tokio::test]
+async fn idle_upstream_connection_closes_and_resumes_tls() {
+    let options = Options {
+        forward: "idle_timeout_ms = 200",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Answer, options).await;
+    client::udp(rig.dotstub.addr, &client::query("a.test.", RecordType::A)).await;
+    eventually("dotstub closes the idle connection", || {
+        rig.upstream.open_connections() == 0
+    })
+    .await;
+    let reply = client::udp(rig.dotstub.addr, &client::query("b.test.", RecordType::A)).await;
+    assert_eq!(a_records(&reply), [expected_a("b.test")]);
+    assert_eq!(rig.upstream.connections(), 2);
+    assert_eq!(
+        rig.upstream.handshakes_resumed(),
+        1,
+        "the second connection resumes the session"
+    );
+    assert_eq!(rig.dotstub.metrics.upstream(0).unwrap().resumed.get(), 1);
+}
+
+#[tokio::test]
+async fn shorter_keepalive_from_the_server_wins() {
+    // dotstub's own idle timeout is long; the server asks for 300 ms.
+    let options = Options {
+        forward: "idle_timeout_ms = 60000",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Answer, options).await;
+    rig.upstream.set_keepalive(Some(Duration::from_millis(300)));
+    client::udp(rig.dotstub.addr, &client::query("a.test.", RecordType::A)).await;
+    assert_eq!(rig.upstream.open_connections(), 1);
+    eventually("dotstub honours the server's keepalive", || {
+        rig.upstream.open_connections() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_asking_to_close_gets_a_fresh_connection_next_time() {
+    let rig = Harness::start(Script::Answer).await;
+    rig.upstream.set_keepalive(Some(Duration::ZERO));
+    client::udp(rig.dotstub.addr, &client::query("a.test.", RecordType::A)).await;
+    eventually("dotstub closes on keepalive 0", || {
+        rig.upstream.open_connections() == 0
+    })
+    .await;
+    let reply = client::udp(rig.dotstub.addr, &client::query("b.test.", RecordType::A)).await;
+    assert_eq!(a_records(&reply), [expected_a("b.test")]);
+    assert_eq!(rig.upstream.connections(), 2);
+}
+
+#[tokio::test]
+async fn round_robin_spreads_and_ordered_sticks_to_the_first() {
+    for (policy, expect_both) in [("round-robin", true), ("ordered", false)] {
+        let pki = crate::support::certs::TestPki::new();
+        let first =
+            DotUpstream::start(pki.leaf(crate::support::server::TLS_NAME), Script::Answer).await;
+        let second =
+            DotUpstream::start(pki.leaf(crate::support::server::TLS_NAME), Script::Answer).await;
+        let tables = [("first", &first), ("second", &second)]
+            .map(|(label, u)| crate::support::server::upstream_table(label, u.addr(), &pki, ""))
+            .concat();
+        let forward = format!("policy = \"{policy}\"");
+        let options = Options {
+            forward: Box::leak(forward.into_boxed_str()),
+            ..Options::default()
+        };
+        let dotstub = crate::support::server::Dotstub::start(&crate::support::server::config_text(
+            &options, &tables,
+        ));
+        for i in 0..10 {
+            client::udp(
+                dotstub.addr,
+                &client::query(&format!("rr{i}.test."), RecordType::A),
+            )
+            .await;
+        }
+        let (a, b) = (first.received().len(), second.received().len());
+        assert_eq!(a + b, 10);
+        if expect_both {
+            assert!(a >= 4 && b >= 4, "{policy}: {a} and {b}");
+        } else {
+            assert_eq!((a, b), (10, 0), "{policy}");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! dotstub started in-process on loopback port 0, in front of rig upstreams.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use dotstub::{Server, config::Config, metrics::Metrics};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use super::{
+    certs::TestPki,
+    dot_upstream::{DotUpstream, Script},
+};
+
+/// The name rig certificates are issued for and dotstub is told to expect.
+pub const TLS_NAME: &str = "dot.test";
+
+/// One `[[upstream]]` table for a rig upstream trusted through `pki`'s CA;
+/// `extra` adds lines (pins, say).
+pub fn upstream_table(label: &str, addr: SocketAddr, pki: &TestPki, extra: &str) -> String {
+    let ca_file = pki.ca_file().display().to_string();
+    format!(
+        "[[upstream]]\nlabel = {label:?}\naddress = \"{addr}\"\ntls_name = \"{TLS_NAME}\"\n\
+         ca_file = {ca_file:?}\n{extra}\n"
+    )
+}
+
+/// Lines added to the tables of a test configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Extra `[listen]` lines.
+    pub listen: &'static str,
+    /// `[forward]` lines.
+    pub forward: &'static str,
+    /// `[padding]` lines; empty keeps the default (block:128).
+    pub padding: &'static str,
+    /// Extra lines for each rig upstream's table.
+    pub upstream: &'static str,
+}
+
+/// A configuration that listens on 127.0.0.1 port 0, with `upstreams`
+/// (already formatted tables).
+pub fn config_text(options: &Options, upstreams: &str) -> String {
+    format!(
+        "[listen]\naddresses = [\"127.0.0.1:0\"]\n{}\n[forward]\n{}\n[padding]\n{}\n{upstreams}",
+        options.listen, options.forward, options.padding
+    )
+}
+
+/// A running in-process dotstub; dropping it shuts it down.
+pub struct Dotstub {
+    /// Where clients reach it over UDP and TCP.
+    pub addr: SocketAddr,
+    /// Its live counters.
+    pub metrics: Arc<Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Dotstub {
+    /// Binds and serves the configuration in `text`.
+    pub fn start(text: &str) -> Dotstub {
+        let config = Config::from_toml(text, "test config").expect("test configuration is valid");
+        let server = Server::bind(config).expect("dotstub binds loopback port 0");
+        let addr = server.local_addrs()[0];
+        let metrics = server.metrics();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Dotstub {
+            addr,
+            metrics,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Shuts down and waits until `run` has returned.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("dotstub run task does not panic");
+        }
+    }
+}
+
+impl Drop for Dotstub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The usual setup: a PKI, one rig upstream following a script, and
+/// dotstub in front of it.
+pub struct Harness {
+    /// Keeps the CA's directory for as long as the test runs.
+    _pki: TestPki,
+    /// The upstream.
+    pub upstream: DotUpstream,
+    /// dotstub.
+    pub dotstub: Dotstub,
+}
+
+impl Harness {
+    /// One upstream with `script`, default configuration.
+    pub async fn start(script: Script) -> Harness {
+        Self::with(script, Options::default()).await
+    }
+
+    /// One upstream with `script`, configuration changed by `options`.
+    pub async fn with(script: Script, options: Options) -> Harness {
+        let pki = TestPki::new();
+        let upstream = DotUpstream::start(pki.leaf(TLS_NAME), script).await;
+        let table = upstream_table("rig", upstream.addr(), &pki, options.upstream);
+        let dotstub = Dotstub::start(&config_text(&options, &table));
+        Harness {
+            _pki: pki,
+            upstream,
+            dotstub,
+        }
+    }
+}
+
+/// dotstub in front of several rig upstreams, all trusted through `pki`,
+/// labelled in order; `refused` adds an upstream that refuses connections
+/// first in the list.
+pub fn start_with(
+    pki: &TestPki,
+    upstreams: &[&DotUpstream],
+    refused: bool,
+    options: &Options,
+) -> Dotstub {
+    let mut tables = String::new();
+    if refused {
+        tables.push_str(&upstream_table(
+            "refused",
+            refused_address(),
+            pki,
+            options.upstream,
+        ));
+    }
+    for (index, upstream) in upstreams.iter().enumerate() {
+        tables.push_str(&upstream_table(
+            &format!("rig{index}"),
+            upstream.addr(),
+            pki,
+            options.upstream,
+        ));
+    }
+    Dotstub::start(&config_text(options, &tables))
+}
+
+/// A loopback address where nothing listens: connections are refused.
+pub fn refused_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("bound address")
+}
