@@ -2,15 +2,12 @@
 //!
 //! Nothing here allocates or formats per query: every counter is a named
 //! field, and per-upstream counters live in a slice indexed like the
-//! configured upstreams. [`Metrics::render_prometheus`] writes them all in
-//! the Prometheus text format, on demand.
+//! configured upstreams.
+//! They are read through [`crate::Server::metrics`].
 
-use std::{
-    fmt::{self, Write},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
 /// A monotonically increasing count.
@@ -21,6 +18,11 @@ impl Counter {
     /// Adds one.
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The current value.
@@ -124,53 +126,6 @@ impl Metrics {
     pub fn upstream(&self, index: usize) -> Option<&UpstreamCounters> {
         self.upstreams.get(index).map(|counters| &**counters)
     }
-
-    /// Writes every counter in the Prometheus text exposition format.
-    pub fn render_prometheus(&self, out: &mut String) -> fmt::Result {
-        let s = &self.server;
-        for (name, counter) in [
-            ("udp_queries", &s.udp_queries),
-            ("tcp_queries", &s.tcp_queries),
-            ("dropped_short", &s.dropped_short),
-            ("dropped_responses", &s.dropped_responses),
-            ("dropped_overload", &s.dropped_overload),
-            ("formerr", &s.formerr),
-            ("notimp", &s.notimp),
-            ("refused", &s.refused),
-            ("badvers", &s.badvers),
-            ("servfail", &s.servfail),
-            ("truncated", &s.truncated),
-            ("client_subnet_stripped", &s.client_subnet_stripped),
-            ("coalesced", &s.coalesced),
-            ("tcp_accepted", &s.tcp_accepted),
-            ("tcp_refused", &s.tcp_refused),
-            ("tcp_idle_closed", &s.tcp_idle_closed),
-        ] {
-            writeln!(out, "dotstub_{name}_total {}", counter.get())?;
-        }
-        for u in self.upstreams.iter() {
-            let label = &u.label;
-            for (name, counter) in [
-                ("queries", &u.queries),
-                ("answers", &u.answers),
-                ("connections", &u.connections),
-                ("resumed", &u.resumed),
-                ("connect_failures", &u.connect_failures),
-                ("tls_failures", &u.tls_failures),
-                ("timeouts", &u.timeouts),
-                ("protocol_errors", &u.protocol_errors),
-                ("resent", &u.resent),
-                ("padded_answers", &u.padded_answers),
-            ] {
-                writeln!(
-                    out,
-                    "dotstub_upstream_{name}_total{{upstream=\"{label}\"}} {}",
-                    counter.get()
-                )?;
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -178,16 +133,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_every_counter_with_its_value() {
+    fn counters_count_per_upstream() {
         let metrics = Metrics::new(["quad9", "cloudflare"]);
         metrics.server.formerr.inc();
-        metrics.server.formerr.inc();
+        metrics.server.formerr.add(2);
         metrics.upstream(1).unwrap().answers.inc();
-        let mut text = String::new();
-        metrics.render_prometheus(&mut text).unwrap();
-        assert!(text.contains("dotstub_formerr_total 2\n"));
-        assert!(text.contains("dotstub_upstream_answers_total{upstream=\"cloudflare\"} 1\n"));
-        assert!(text.contains("dotstub_upstream_answers_total{upstream=\"quad9\"} 0\n"));
-        assert_eq!(text.lines().count(), 16 + 2 * 10);
+        assert_eq!(metrics.server.formerr.get(), 3);
+        assert_eq!(metrics.upstream(0).unwrap().answers.get(), 0);
+        assert_eq!(metrics.upstream(1).unwrap().label, "cloudflare");
+        assert!(metrics.upstream(2).is_none());
     }
 }

@@ -171,7 +171,6 @@ impl Conn {
             self.shared.lock().pending.remove(&id);
             return Err(UpstreamError::Closed);
         }
-        self.shared.counters.queries.inc();
         Ok(InFlight {
             rx,
             id,
@@ -411,7 +410,7 @@ async fn run(
     let (reader, writer) = tokio::io::split(stream);
     let error = tokio::select! {
         _ = shutdown.cancelled() => UpstreamError::Closed,
-        () = write_queued(writer, queue) => UpstreamError::Closed,
+        () = write_queued(writer, queue, counters) => UpstreamError::Closed,
         error = read_answers(reader, &shared, settings.idle_timeout) => error,
     };
     if matches!(error, UpstreamError::Protocol) {
@@ -427,20 +426,24 @@ async fn run(
 async fn write_queued(
     mut writer: impl AsyncWrite + Unpin,
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    counters: &UpstreamCounters,
 ) {
     let mut batch = Vec::new();
     while let Some(frame) = queue.recv().await {
         batch.clear();
         batch.extend_from_slice(&frame);
+        let mut frames = 1;
         while batch.len() < MAX_WRITE_BATCH {
             match queue.try_recv() {
                 Ok(frame) => batch.extend_from_slice(&frame),
                 Err(_) => break,
             }
+            frames += 1;
         }
         if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
             return;
         }
+        counters.queries.add(frames);
     }
     std::future::pending::<()>().await;
 }

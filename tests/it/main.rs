@@ -38,3 +38,9 @@ mod bad_input;
 
 // Identical questions in flight share one upstream query.
 mod coalescing;
+
+// The dotstub binary: check-config, query, signals, logs, key log, bind errors.
+mod cli;
+
+// Against a real unbound DoT server started by .ci/run (ignored by default).
+mod interop;

@@ -1,0 +1,412 @@
+//! The real `dotstub` binary, as an operator meets it: `check-config` and
+//! the config errors it reports, the `query` subcommand, the daemon's start-up
+//! and SIGTERM stop, what its default log level keeps private, SSLKEYLOGFILE,
+//! an upstream failing authentication, and a listen address already in use.
+//!
+//! Each test runs the binary as a child process on loopback, reads its stderr
+//! (the listening port comes from the log line, since it binds port 0), and
+//! kills it if the test fails early.
+
+use std::{
+    fmt,
+    io::{BufRead, BufReader, Read},
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+use hickory_proto::{
+    op::{Message, ResponseCode},
+    rr::RecordType,
+};
+use tokio::{
+    net::UdpSocket,
+    sync::mpsc::{self, UnboundedReceiver},
+    time::timeout,
+};
+
+use crate::support::{
+    certs::TestPki,
+    client::{self, CLIENT_TIMEOUT, a_records},
+    dot_upstream::{DotUpstream, Script},
+    fixtures::expected_a,
+    server::{Options, TLS_NAME, config_text, upstream_table},
+};
+
+/// Not a performance bound: only how long a hung dotstub may hold up the suite.
+const MUST_FINISH: Duration = Duration::from_secs(20);
+/// How long dotstub may take to stop after SIGTERM with nothing in flight.
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn check_config_prints_the_effective_configuration() {
+    let done = finish(dotstub().arg("check-config").arg(shipped_config())).await;
+    assert_eq!(done.status.code(), Some(0), "{done}");
+    for expected in ["[[upstream]]", "dns.quad9.net", "timeout_ms = 3000"] {
+        assert!(done.stdout.contains(expected), "no {expected:?}: {done}");
+    }
+}
+
+#[tokio::test]
+async fn bad_config_is_refused_with_file_key_and_reason() {
+    let pki = TestPki::new();
+    let bad = write_file(&pki, "bad.toml", "[listen]\nadresses = [\"127.0.0.1:0\"]\n");
+    let checked = refused_config(dotstub().arg("check-config").arg(&bad)).await;
+    let path = bad.display().to_string();
+    for expected in [path.as_str(), ":2:1", "listen.adresses", "unknown field"] {
+        assert!(checked.contains(expected), "no {expected:?} in:\n{checked}");
+    }
+    // The daemon must refuse the file the same way before it starts anything.
+    assert_eq!(refused_config(&mut daemon(&bad)).await, checked);
+
+    let pin = "[[upstream]]\naddress = \"127.0.0.1:853\"\ntls_name = \"dot.test\"\n\
+               spki_pins = [\"abc\"]\n";
+    let pin = write_file(&pki, "pin.toml", pin);
+    let stderr = refused_config(dotstub().arg("check-config").arg(&pin)).await;
+    assert!(stderr.contains("upstream[0].spki_pins[0]"), "{stderr}");
+
+    let none = write_file(
+        &pki,
+        "none.toml",
+        "[listen]\naddresses = [\"127.0.0.1:0\"]\n",
+    );
+    let stderr = refused_config(dotstub().arg("check-config").arg(&none)).await;
+    assert!(stderr.contains(": upstream: "), "{stderr}");
+}
+
+#[tokio::test]
+async fn query_subcommand_resolves_through_the_upstream() {
+    let rig = Rig::start(TLS_NAME).await;
+    let config = rig.config("query.toml", "");
+    let mut command = dotstub();
+    command.args(["query", "www.example.test", "A", "--config"]);
+    let done = finish(command.arg(&config)).await;
+    assert_eq!(done.status.code(), Some(0), "{done}");
+    let address = expected_a("www.example.test").to_string();
+    for expected in [&address, "UPSTREAM: rig", "QUERY PADDING: block:128"] {
+        assert!(done.stdout.contains(expected), "no {expected:?}: {done}");
+    }
+    let received = rig.upstream.received();
+    assert_eq!(received.len(), 1, "the upstream saw {received:?}");
+    assert_eq!(received[0].bytes.len() % 128, 0, "query sent unpadded");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_daemon_with_exit_0() {
+    let rig = Rig::start(TLS_NAME).await;
+    let mut dotstub = Process::spawn(&mut daemon(&rig.config("run.toml", "")));
+    let addr = dotstub.listening_addr().await;
+    let query = client::query("www.example.test.", RecordType::A);
+    let reply = client::udp(addr, &query).await;
+    assert_eq!(a_records(&reply), [expected_a("www.example.test")]);
+    let done = dotstub.terminate().await;
+    assert!(done.status.success(), "{done}");
+    assert!(done.stderr.contains("dotstub stopped"), "{done}");
+}
+
+#[tokio::test]
+async fn default_log_level_names_no_client_and_no_query() {
+    let rig = Rig::start(TLS_NAME).await;
+    let secret = "secret-name.example.test";
+    let (stderr, client_port) = one_query(daemon(&rig.config("info.toml", "")), secret).await;
+    assert!(!stderr.contains("secret-name"), "{stderr}");
+    assert!(
+        !stderr.contains(&format!("127.0.0.1:{client_port}")),
+        "{stderr}"
+    );
+
+    // Same run at debug: the name must show up, or the check above proves nothing.
+    let debug = rig.config("debug.toml", "[log]\nlevel = \"debug\"\n");
+    let (stderr, _) = one_query(daemon(&debug), secret).await;
+    assert!(stderr.contains("secret-name"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sslkeylogfile_writes_secrets_and_warns() {
+    let rig = Rig::start(TLS_NAME).await;
+    let config = rig.config("keylog.toml", "");
+    let key_log = rig.pki.dir().join("keys.log");
+    let mut command = daemon(&config);
+    command.env("SSLKEYLOGFILE", &key_log);
+    let (stderr, _) = one_query(command, "www.example.test").await;
+    let secrets = std::fs::read_to_string(&key_log).expect("dotstub wrote SSLKEYLOGFILE");
+    // CLIENT_RANDOM for TLS 1.2, CLIENT_*_TRAFFIC_SECRET for TLS 1.3.
+    assert!(
+        secrets.lines().any(|line| line.starts_with("CLIENT_")),
+        "no client secret in the key log:\n{secrets}"
+    );
+    let warned = |stderr: &str| {
+        stderr
+            .lines()
+            .any(|line| line.contains("WARN") && line.contains("SSLKEYLOGFILE"))
+    };
+    assert!(warned(&stderr), "no warning:\n{stderr}");
+
+    let mut command = daemon(&config);
+    command.env_remove("SSLKEYLOGFILE");
+    let (stderr, _) = one_query(command, "www.example.test").await;
+    assert!(!warned(&stderr), "warned without the variable:\n{stderr}");
+}
+
+#[tokio::test]
+async fn upstream_auth_failure_is_logged_once() {
+    let rig = Rig::start("other.test").await;
+    let mut dotstub = Process::spawn(&mut daemon(&rig.config("auth.toml", "")));
+    let addr = dotstub.listening_addr().await;
+    for i in 0..3 {
+        let name = format!("q{i}.example.test.");
+        let reply = client::udp(addr, &client::query(&name, RecordType::A)).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    }
+    let done = dotstub.terminate().await;
+    let failures: Vec<&str> = done
+        .stderr
+        .lines()
+        .filter(|line| line.contains("upstream failed"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{done}");
+    assert!(failures[0].contains("not valid for name"), "{done}");
+    assert!(rig.upstream.received().is_empty(), "a query reached it");
+}
+
+#[tokio::test]
+async fn busy_address_is_refused_with_a_clear_reason() {
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let listen = busy.local_addr().expect("its address").to_string();
+    // Any valid configuration will do: binding fails before an upstream is used.
+    let done = finish(daemon(&shipped_config()).args(["--listen", &listen])).await;
+    assert_eq!(done.status.code(), Some(1), "{done}");
+    let reason = format!("cannot listen on {listen}");
+    assert!(done.stderr.contains(&reason), "{done}");
+    assert!(done.stderr.contains("already uses"), "{done}");
+}
+
+/// A PKI and one rig upstream presenting a certificate for `cert_name`.
+struct Rig {
+    pki: TestPki,
+    upstream: DotUpstream,
+}
+
+impl Rig {
+    async fn start(cert_name: &str) -> Rig {
+        let pki = TestPki::new();
+        let upstream = DotUpstream::start(pki.leaf(cert_name), Script::Answer).await;
+        Rig { pki, upstream }
+    }
+
+    /// Writes a config for this upstream (listening on 127.0.0.1:0), with
+    /// `extra` tables appended, and returns its path.
+    fn config(&self, file: &str, extra: &str) -> PathBuf {
+        let table = upstream_table("rig", self.upstream.addr(), &self.pki, "");
+        let text = config_text(&Options::default(), &table) + extra;
+        write_file(&self.pki, file, &text)
+    }
+}
+
+/// The shipped configuration (also the embedded default).
+fn shipped_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dotstub.toml")
+}
+
+fn write_file(pki: &TestPki, name: &str, text: &str) -> PathBuf {
+    let path = pki.dir().join(name);
+    std::fs::write(&path, text).expect("write test config");
+    path
+}
+
+/// The binary, with no key log unless a test asks for one (the developer's
+/// own SSLKEYLOGFILE must not leak into the assertions).
+fn dotstub() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dotstub"));
+    command.env_remove("SSLKEYLOGFILE");
+    command
+}
+
+fn daemon(config: &Path) -> Command {
+    let mut command = dotstub();
+    command.arg("--config").arg(config);
+    command
+}
+
+/// Runs a command that is expected to exit on its own.
+async fn finish(command: &mut Command) -> Finished {
+    Process::spawn(command).finish(MUST_FINISH).await
+}
+
+/// Runs a command that must refuse its configuration; returns its stderr.
+async fn refused_config(command: &mut Command) -> String {
+    let done = finish(command).await;
+    assert_eq!(done.status.code(), Some(2), "{done}");
+    done.stderr
+}
+
+/// Starts `command` as a daemon, resolves `name`/A from a UDP socket of our
+/// own, stops it with SIGTERM; returns its stderr and the client's port.
+async fn one_query(mut command: Command, name: &str) -> (String, u16) {
+    let mut daemon = Process::spawn(&mut command);
+    let addr = daemon.listening_addr().await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind client");
+    let client_port = socket.local_addr().expect("client address").port();
+    let query = client::query(name, RecordType::A);
+    socket
+        .send_to(&client::encode(&query), addr)
+        .await
+        .expect("send query");
+    let mut buf = vec![0; 65_535];
+    let len = timeout(CLIENT_TIMEOUT, socket.recv(&mut buf))
+        .await
+        .expect("dotstub answers")
+        .expect("receive answer");
+    let reply = Message::from_vec(&buf[..len]).expect("reply parses");
+    assert_eq!(a_records(&reply), [expected_a(name)]);
+    let done = daemon.terminate().await;
+    assert!(done.status.success(), "{done}");
+    (done.stderr, client_port)
+}
+
+/// How a dotstub process ended, and everything it wrote.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl fmt::Display for Finished {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (status, stdout, stderr) = (self.status, &self.stdout, &self.stderr);
+        write!(f, "{status}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    }
+}
+
+/// A running dotstub; killed when dropped, so a failing test leaves none behind.
+struct Process {
+    child: std::process::Child,
+    stdout: UnboundedReceiver<String>,
+    stderr: UnboundedReceiver<String>,
+    /// stderr lines read so far.
+    seen: Vec<String>,
+}
+
+impl Process {
+    fn spawn(command: &mut Command) -> Process {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dotstub");
+        let stdout = lines_of(child.stdout.take().expect("stdout is piped"));
+        let stderr = lines_of(child.stderr.take().expect("stderr is piped"));
+        Process {
+            child,
+            stdout,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads stderr until `listening on UDP address=…`; dotstub binds port 0,
+    /// so that line is the only place the port shows.
+    async fn listening_addr(&mut self) -> SocketAddr {
+        let found = timeout(MUST_FINISH, async {
+            while let Some(line) = self.stderr.recv().await {
+                let addr = line
+                    .split_once("listening on UDP address=")
+                    .map(|(_, addr)| addr.trim().parse().expect("a socket address"));
+                self.seen.push(line);
+                if addr.is_some() {
+                    return addr;
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(addr)) => addr,
+            _ => panic!("dotstub logged no UDP port:\n{}", self.seen.join("\n")),
+        }
+    }
+
+    /// Sends SIGTERM and waits for dotstub to stop.
+    async fn terminate(&mut self) -> Finished {
+        let pid = self.child.id().to_string();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(kill.success(), "kill -TERM {pid} failed");
+        self.finish(STOP_WITHIN).await
+    }
+
+    /// Waits (at most `within`) for the exit, then collects the output.
+    async fn finish(&mut self, within: Duration) -> Finished {
+        let exited = async {
+            loop {
+                if let Some(status) = self.child.try_wait().expect("wait for dotstub") {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let Ok(status) = timeout(within, exited).await else {
+            panic!("dotstub still running; stderr:\n{}", self.seen.join("\n"));
+        };
+        let mut stdout = Vec::new();
+        let collect = async {
+            while let Some(line) = self.stderr.recv().await {
+                self.seen.push(line);
+            }
+            while let Some(line) = self.stdout.recv().await {
+                stdout.push(line);
+            }
+        };
+        timeout(MUST_FINISH, collect).await.expect("pipes close");
+        Finished {
+            status,
+            stdout: stdout.join("\n"),
+            stderr: self.seen.join("\n"),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lines of `pipe`, read on a thread of their own (no pipe ever fills
+/// and blocks dotstub), without colour codes.
+fn lines_of(pipe: impl Read + Send + 'static) -> UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        // Read to the end even when nobody listens any more, so dotstub never
+        // meets a closed pipe.
+        for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
+            let _ = tx.send(strip_ansi(&String::from_utf8_lossy(&line)));
+        }
+    });
+    rx
+}
+
+/// dotstub colours its log even into a pipe; drop the escape sequences so
+/// assertions see the text a terminal would show.
+fn strip_ansi(line: &str) -> String {
+    let mut text = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            text.push(c);
+        } else if chars.next() == Some('[') {
+            // A CSI sequence ends with its first character in '@'..='~'.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    text
+}
