@@ -37,6 +37,7 @@ use crate::{
     config::Config,
     listen::{BindError, Context, Listeners},
     metrics::Metrics,
+    padding::PaddingPolicy,
     resolver::Resolver,
     upstream::{Pool, SetupError},
 };
@@ -137,6 +138,7 @@ impl Server {
             padding = %self.config.padding,
             "dotstub started"
         );
+        self.warn_about_weak_settings();
         self.listeners.serve(context, &tracker);
         shutdown.await;
         info!("shutting down: no new queries, answering those in flight");
@@ -147,6 +149,22 @@ impl Server {
             warn!("queries still in flight at shutdown were dropped");
         }
         info!("dotstub stopped");
+    }
+}
+
+impl Server {
+    /// Settings that weaken privacy are allowed, never silent.
+    fn warn_about_weak_settings(&self) {
+        if self.config.padding == PaddingPolicy::None {
+            warn!("query padding is off: the length of each query shows the name asked");
+        }
+        for address in self.local_addrs().iter().filter(|a| !a.ip().is_loopback()) {
+            warn!(
+                %address,
+                "listening beyond loopback: anyone who can reach this address can use \
+                 dotstub (it has no access control yet)"
+            );
+        }
     }
 }
 

@@ -121,6 +121,15 @@ fn parse_type(text: &str) -> Option<RecordType> {
 
 impl fmt::Display for LookupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_header(f)?;
+        self.write_sections(f)?;
+        self.write_transport(f)
+    }
+}
+
+impl LookupReport {
+    /// The header lines, as dig prints them.
+    fn write_header(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let meta = &self.reply.metadata;
         writeln!(
             f,
@@ -147,16 +156,15 @@ impl fmt::Display for LookupReport {
             self.reply.answers.len(),
             self.reply.authorities.len(),
             self.reply.additionals.len(),
-        )?;
+        )
+    }
+
+    /// The question and the non-empty record sections.
+    fn write_sections(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "\n;; QUESTION SECTION:")?;
         for query in &self.reply.queries {
-            writeln!(
-                f,
-                ";{}\t\t{}\t{}",
-                query.name(),
-                query.query_class(),
-                query.query_type()
-            )?;
+            let (class, qtype) = (query.query_class(), query.query_type());
+            writeln!(f, ";{}\t\t{class}\t{qtype}", query.name())?;
         }
         for (title, records) in [
             ("ANSWER", &self.reply.answers),
@@ -170,11 +178,13 @@ impl fmt::Display for LookupReport {
                 }
             }
         }
-        writeln!(
-            f,
-            "\n;; UPSTREAM: {} ({})",
-            self.upstream, self.upstream_address
-        )?;
+        Ok(())
+    }
+
+    /// What dig cannot show: which upstream, how long, and the padding.
+    fn write_transport(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (upstream, address) = (&self.upstream, &self.upstream_address);
+        writeln!(f, "\n;; UPSTREAM: {upstream} ({address})")?;
         writeln!(f, ";; RTT: {} msec", self.rtt.as_millis())?;
         writeln!(f, ";; QUERY PADDING: {}", self.padding)?;
         let padded = if self.answer_padded {

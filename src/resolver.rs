@@ -12,7 +12,7 @@ use std::{
 };
 
 use tokio::sync::watch;
-use tracing::debug;
+use tracing::{Instrument, debug, debug_span};
 
 use crate::{
     metrics::Metrics,
@@ -120,8 +120,9 @@ impl Resolver {
             self.metrics.server.client_subnet_stripped.inc();
         }
         let question = query.question();
-        debug!(qname = %NameDisplay(question.name()), qtype = question.qtype(), "query");
-        match self.resolve(&query).await {
+        let span =
+            debug_span!("query", qname = %NameDisplay(question.name()), qtype = question.qtype());
+        match self.resolve(&query).instrument(span).await {
             Ok(resolved) => {
                 out.resize(resolved.answer.max_client_len(), 0);
                 let len = resolved
@@ -134,7 +135,7 @@ impl Resolver {
                 Some(len)
             }
             Err(error) => {
-                debug!(qname = %NameDisplay(question.name()), %error, "servfail");
+                debug!(qname = %NameDisplay(question.name()), %error, "answering SERVFAIL");
                 self.metrics.server.servfail.inc();
                 out.resize(MAX_SHORT_REPLY, 0);
                 let reason = (ede::NO_REACHABLE_AUTHORITY, error.as_str());

@@ -1,71 +1,69 @@
 //! Prints a [`Config`] back as TOML with every value in effect, defaults
-//! included: what `dotstub check-config` shows.
+//! included: what `dotstub check-config` shows. Each table prints itself.
 
 use std::fmt;
 
-use super::{Config, LogLevel, Roots, SelectionPolicy};
+use super::{
+    Config, ForwardConfig, ListenConfig, LogLevel, Roots, SelectionPolicy, UpstreamConfig,
+};
 
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let listen = &self.listen;
-        let addresses: Vec<String> = listen
-            .addresses
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect();
         writeln!(f, "# effective configuration of {}", self.origin)?;
-        writeln!(f, "[listen]")?;
-        writeln!(f, "addresses = [{}]", addresses.join(", "))?;
-        writeln!(f, "max_udp_size = {}", listen.max_udp_size)?;
-        writeln!(
-            f,
-            "tcp_idle_timeout_ms = {}",
-            listen.tcp_idle_timeout.as_millis()
-        )?;
-        writeln!(f, "max_tcp_connections = {}", listen.max_tcp_connections)?;
-        writeln!(
-            f,
-            "max_queries_in_flight = {}",
-            listen.max_queries_in_flight
-        )?;
-        let forward = &self.forward;
-        writeln!(f, "\n[forward]")?;
-        writeln!(f, "policy = \"{}\"", forward.policy)?;
-        writeln!(f, "timeout_ms = {}", forward.timeout.as_millis())?;
-        writeln!(
-            f,
-            "connections_per_upstream = {}",
-            forward.connections_per_upstream
-        )?;
-        writeln!(f, "idle_timeout_ms = {}", forward.idle_timeout.as_millis())?;
-        writeln!(f, "tls13_only = {}", forward.tls13_only)?;
-        writeln!(
-            f,
-            "max_queries_per_connection = {}",
-            forward.max_queries_per_connection
-        )?;
+        write!(f, "{}\n{}", self.listen, self.forward)?;
         for upstream in &self.upstreams {
-            let pins: Vec<String> = upstream
-                .spki_pins
-                .iter()
-                .map(|p| format!("\"{p}\""))
-                .collect();
-            let ca_file = match &upstream.roots {
-                Roots::BuiltIn => String::new(),
-                Roots::CaFile { path, .. } => path.display().to_string(),
-            };
-            writeln!(f, "\n[[upstream]]")?;
-            writeln!(f, "label = {:?}", upstream.label)?;
-            writeln!(f, "address = \"{}\"", upstream.address)?;
-            writeln!(f, "tls_name = \"{}\"", upstream.tls_name.to_str())?;
-            writeln!(f, "spki_pins = [{}]", pins.join(", "))?;
-            writeln!(f, "ca_file = {ca_file:?}")?;
+            write!(f, "\n{upstream}")?;
         }
-        writeln!(f, "\n[padding]")?;
-        writeln!(f, "queries = \"{}\"", self.padding)?;
-        writeln!(f, "\n[log]")?;
-        writeln!(f, "level = \"{}\"", self.log)
+        writeln!(f, "\n[padding]\nqueries = \"{}\"", self.padding)?;
+        writeln!(f, "\n[log]\nlevel = \"{}\"", self.log)
     }
+}
+
+impl fmt::Display for ListenConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addresses = quoted(self.addresses.iter());
+        writeln!(f, "[listen]\naddresses = [{addresses}]")?;
+        writeln!(f, "max_udp_size = {}", self.max_udp_size)?;
+        let idle = self.tcp_idle_timeout.as_millis();
+        writeln!(f, "tcp_idle_timeout_ms = {idle}")?;
+        writeln!(f, "max_tcp_connections = {}", self.max_tcp_connections)?;
+        writeln!(f, "max_queries_in_flight = {}", self.max_queries_in_flight)
+    }
+}
+
+impl fmt::Display for ForwardConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "[forward]\npolicy = \"{}\"", self.policy)?;
+        writeln!(f, "timeout_ms = {}", self.timeout.as_millis())?;
+        let connections = self.connections_per_upstream;
+        writeln!(f, "connections_per_upstream = {connections}")?;
+        writeln!(f, "idle_timeout_ms = {}", self.idle_timeout.as_millis())?;
+        writeln!(f, "tls13_only = {}", self.tls13_only)?;
+        let per_connection = self.max_queries_per_connection;
+        writeln!(f, "max_queries_per_connection = {per_connection}")
+    }
+}
+
+impl fmt::Display for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ca_file = match &self.roots {
+            Roots::BuiltIn => String::new(),
+            Roots::CaFile { path, .. } => path.display().to_string(),
+        };
+        writeln!(f, "[[upstream]]\nlabel = {:?}", self.label)?;
+        writeln!(f, "address = \"{}\"", self.address)?;
+        writeln!(f, "tls_name = \"{}\"", self.tls_name.to_str())?;
+        writeln!(f, "spki_pins = [{}]", quoted(self.spki_pins.iter()))?;
+        writeln!(f, "ca_file = {ca_file:?}")
+    }
+}
+
+/// `"a", "b"`: a TOML array's contents.
+fn quoted<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    items
+        .map(|item| format!("\"{item}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for SelectionPolicy {

@@ -28,7 +28,7 @@ use tokio_util::{
     codec::{FramedRead, LengthDelimitedCodec},
     sync::CancellationToken,
 };
-use tracing::{debug, trace};
+use tracing::{Instrument, debug, debug_span, trace};
 
 use super::{UpstreamError, connector::Connector};
 use crate::{
@@ -130,14 +130,12 @@ impl Conn {
             counters,
             padding,
         });
+        // Unbounded, yet bounded: every frame queued holds one of the
+        // upstream's in-flight permits until it is answered or fails.
         let (frames, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(
-            connector,
-            settings,
-            Arc::clone(&shared),
-            queue,
-            shutdown,
-        ));
+        let span = debug_span!("upstream_connection", upstream = %connector.label);
+        let task = run(connector, settings, Arc::clone(&shared), queue, shutdown);
+        tokio::spawn(task.instrument(span));
         Self { shared, frames }
     }
 

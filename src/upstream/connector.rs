@@ -23,6 +23,8 @@ const ALPN_DOT: &[u8] = b"dot";
 /// connection to this upstream shares its TLS session cache and can resume.
 #[derive(Debug)]
 pub(super) struct Connector {
+    /// The upstream's label, for logs.
+    pub(super) label: String,
     address: std::net::SocketAddr,
     server_name: ServerName<'static>,
     tls: Arc<ClientConfig>,
@@ -41,6 +43,7 @@ impl Connector {
             source,
         })?;
         Ok(Self {
+            label: upstream.label.clone(),
             address: upstream.address,
             server_name: upstream.tls_name.clone(),
             tls: Arc::new(config),

@@ -259,15 +259,17 @@ impl Upstream {
         if error.is_timeout() {
             self.counters.timeouts.inc();
         }
-        let transition = self.health().record_failure(Instant::now());
-        let retry_in = self
-            .health()
-            .retry_at()
-            .map(|at| at.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let (transition, retry_at) = {
+            let mut health = self.health();
+            (health.record_failure(now), health.retry_at())
+        };
+        let retry_in = retry_at.map(|at| at.saturating_duration_since(now));
+        let (label, error) = (&self.label, ErrorChain(error));
         if transition == Transition::WentDown {
-            warn!(upstream = %self.label, error = %ErrorChain(error), ?retry_in, "upstream failed, backing off");
+            warn!(upstream = %label, %error, ?retry_in, "upstream failed, backing off");
         } else {
-            debug!(upstream = %self.label, error = %ErrorChain(error), ?retry_in, "upstream still failing");
+            debug!(upstream = %label, %error, ?retry_in, "upstream still failing");
         }
     }
 }

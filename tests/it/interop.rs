@@ -40,9 +40,10 @@ impl Unbound {
 
     /// An `[[upstream]]` table for unbound, expecting `tls_name`.
     fn table(&self, tls_name: &str) -> String {
+        let (addr, ca) = (&self.addr, &self.ca);
         format!(
-            "[[upstream]]\nlabel = \"unbound\"\naddress = \"{}\"\ntls_name = \"{tls_name}\"\nca_file = {:?}\n",
-            self.addr, self.ca
+            "[[upstream]]\nlabel = \"unbound\"\naddress = \"{addr}\"\n\
+             tls_name = \"{tls_name}\"\nca_file = {ca:?}\n"
         )
     }
 
