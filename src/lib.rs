@@ -75,6 +75,7 @@ pub struct Server {
 
 impl Server {
     /// Binds the listen addresses and prepares the upstreams of `config`.
+    /// Call it inside a tokio runtime: the sockets register with its reactor.
     pub fn bind(config: Config) -> Result<Self, RunError> {
         let key_log = std::env::var_os(KEY_LOG_ENV).is_some_and(|path| !path.is_empty());
         let metrics = Arc::new(Metrics::new(
@@ -130,6 +131,7 @@ impl Server {
             queries: Arc::new(Semaphore::new(listen.max_queries_in_flight.get())),
             tcp_connections: Arc::new(Semaphore::new(listen.max_tcp_connections.get())),
             tcp_idle_timeout: listen.tcp_idle_timeout,
+            tcp_pipeline_limit: listen.max_queries_per_tcp_connection.get(),
             shutdown: token.clone(),
         };
         info!(

@@ -22,6 +22,10 @@ pub const RECOMMENDED_QUERY_BLOCK: NonZeroU16 = match NonZeroU16::new(128) {
     None => unreachable!(),
 };
 
+/// Largest block: beyond 16 KiB padding only wastes bandwidth, and the
+/// bound keeps every padded query within the 65,535 octets TCP can frame.
+pub const MAX_BLOCK: u16 = 16_384;
+
 impl Default for PaddingPolicy {
     fn default() -> Self {
         Self::Block(RECOMMENDED_QUERY_BLOCK)
@@ -40,9 +44,7 @@ impl PaddingPolicy {
             }
         }
     }
-}
 
-impl PaddingPolicy {
     /// The most padding octets one query can get.
     pub fn max_padding(&self) -> usize {
         match self {
@@ -54,7 +56,7 @@ impl PaddingPolicy {
 
 /// A padding policy string that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("expected \"none\" or \"block:N\" with N from 1 to 65535, found {0:?}")]
+#[error("expected \"none\" or \"block:N\" with N from 1 to 16384, found {0:?}")]
 pub struct BadPolicy(pub String);
 
 impl FromStr for PaddingPolicy {
@@ -66,8 +68,10 @@ impl FromStr for PaddingPolicy {
             None if text == "none" => Ok(Self::None),
             Some(("block", size)) => size
                 .parse::<NonZeroU16>()
+                .ok()
+                .filter(|block| block.get() <= MAX_BLOCK)
                 .map(Self::Block)
-                .map_err(|_| bad()),
+                .ok_or_else(bad),
             _ => Err(bad()),
         }
     }
@@ -115,6 +119,7 @@ mod tests {
             "block:0",
             "block:-1",
             "block:70000",
+            "block:16385",
             "random:4",
             "None",
         ] {

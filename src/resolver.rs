@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, debug_span};
 
 use crate::{
     metrics::Metrics,
-    upstream::Pool,
+    upstream::{Pool, UpstreamError},
     wire::{
         Answer, Header, NameDisplay, Query, QueryError, Transport, UpstreamQuestion, flag,
         reply::{self, MAX_SHORT_REPLY, ede},
@@ -60,6 +60,8 @@ impl ResolveError {
 }
 
 type Outcome = Result<Arc<Resolved>, ResolveError>;
+/// Where followers wait for a leader's outcome.
+type Shared = watch::Receiver<Option<Outcome>>;
 
 /// What makes two client questions the same upstream question.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,7 +78,7 @@ pub struct Resolver {
     pool: Pool,
     /// Questions being asked upstream now. A std mutex: looked up and
     /// updated without awaiting.
-    in_flight: Mutex<HashMap<Key, watch::Receiver<Option<Outcome>>>>,
+    in_flight: Mutex<HashMap<Key, Shared>>,
     timeout: Duration,
     max_udp_size: u16,
     metrics: Arc<Metrics>,
@@ -122,8 +124,13 @@ impl Resolver {
         let question = query.question();
         let span =
             debug_span!("query", qname = %NameDisplay(question.name()), qtype = question.qtype());
-        match self.resolve(&query).instrument(span).await {
+        let outcome = self.resolve(&query).instrument(span.clone()).await;
+        // Nothing below awaits, so the span can simply be entered.
+        let _entered = span.enter();
+        match outcome {
             Ok(resolved) => {
+                let (rcode, rtt) = (resolved.answer.rcode(), resolved.rtt);
+                debug!(upstream = resolved.upstream, rcode, ?rtt, "answered");
                 out.resize(resolved.answer.max_client_len(), 0);
                 let len = resolved
                     .answer
@@ -135,7 +142,7 @@ impl Resolver {
                 Some(len)
             }
             Err(error) => {
-                debug!(qname = %NameDisplay(question.name()), %error, "answering SERVFAIL");
+                debug!(%error, "answering SERVFAIL");
                 self.metrics.server.servfail.inc();
                 out.resize(MAX_SHORT_REPLY, 0);
                 let reason = (ede::NO_REACHABLE_AUTHORITY, error.as_str());
@@ -145,43 +152,67 @@ impl Resolver {
     }
 
     /// Answers `query` from upstream, sharing the exchange with identical
-    /// questions already in flight.
+    /// questions already in flight. Only an answer is shared: when the
+    /// exchange it joined fails, a query with time left asks again itself.
     pub async fn resolve(&self, query: &Query<'_>) -> Result<Arc<Resolved>, ResolveError> {
         let deadline = Instant::now() + self.timeout;
         let key = Key::of(query);
-        let leader = {
-            let mut in_flight = self.lock();
-            match in_flight.get(&key) {
-                Some(outcome) => Err(outcome.clone()),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    in_flight.insert(key.clone(), rx);
-                    Ok(tx)
-                }
-            }
-        };
-        match leader {
-            Err(mut outcome) => {
+        let mut joined = false;
+        loop {
+            let mut outcome = match self.lead_or_join(&key) {
+                Ok(leader) => return self.lead(query, key, leader, deadline).await,
+                Err(outcome) => outcome,
+            };
+            if !joined {
                 self.metrics.server.coalesced.inc();
-                let waited =
-                    tokio::time::timeout_at(deadline.into(), outcome.wait_for(Option::is_some))
-                        .await;
-                match waited {
-                    Ok(Ok(outcome)) => outcome.clone().unwrap_or(Err(ResolveError::Unreachable)),
-                    Ok(Err(_)) => Err(ResolveError::Unreachable),
-                    Err(_) => Err(ResolveError::Timeout),
-                }
+                joined = true;
             }
-            Ok(tx) => {
-                let _remove = InFlightGuard {
-                    resolver: self,
-                    key,
-                };
-                let outcome = self.forward(query, deadline).await;
-                tx.send_replace(Some(outcome.clone()));
-                outcome
+            let waited =
+                tokio::time::timeout_at(deadline.into(), outcome.wait_for(Option::is_some)).await;
+            match waited {
+                Ok(Ok(shared)) => {
+                    if let Some(Ok(resolved)) = shared.as_ref() {
+                        return Ok(Arc::clone(resolved));
+                    }
+                }
+                Ok(Err(_leader_cancelled)) => {}
+                Err(_elapsed) => return Err(ResolveError::Timeout),
             }
         }
+    }
+
+    /// Becomes the leader for `key` (the sender to publish on), or returns
+    /// the outcome to wait for of the leader already asking.
+    fn lead_or_join(&self, key: &Key) -> Result<watch::Sender<Option<Outcome>>, Shared> {
+        let mut in_flight = self.lock();
+        match in_flight.get(key) {
+            Some(outcome) => Err(outcome.clone()),
+            None => {
+                let (tx, rx) = watch::channel(None);
+                in_flight.insert(key.clone(), rx);
+                Ok(tx)
+            }
+        }
+    }
+
+    /// Asks upstream and publishes the outcome to every follower.
+    async fn lead(
+        &self,
+        query: &Query<'_>,
+        key: Key,
+        publish: watch::Sender<Option<Outcome>>,
+        deadline: Instant,
+    ) -> Outcome {
+        let remove = InFlightGuard {
+            resolver: self,
+            key,
+        };
+        let outcome = self.forward(query, deadline).await;
+        // Gone from the map before followers wake, so a follower that asks
+        // again starts a new exchange instead of finding this one.
+        drop(remove);
+        publish.send_replace(Some(outcome.clone()));
+        outcome
     }
 
     async fn forward(&self, query: &Query<'_>, deadline: Instant) -> Outcome {
@@ -193,7 +224,7 @@ impl Resolver {
         let exchange =
             tokio::time::timeout_at(deadline.into(), self.pool.exchange(&question, deadline))
                 .await
-                .unwrap_or(Err(crate::upstream::UpstreamError::Timeout));
+                .unwrap_or(Err(UpstreamError::Timeout));
         match exchange {
             Ok(exchange) => Ok(Arc::new(Resolved {
                 answer: exchange.reply.answer,
@@ -202,12 +233,12 @@ impl Resolver {
                 len: exchange.reply.len,
                 rtt: exchange.reply.rtt,
             })),
-            Err(error) if error.is_timeout() => Err(ResolveError::Timeout),
+            Err(UpstreamError::Timeout | UpstreamError::Busy) => Err(ResolveError::Timeout),
             Err(_) => Err(ResolveError::Unreachable),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, watch::Receiver<Option<Outcome>>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Shared>> {
         self.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -27,6 +27,8 @@ impl fmt::Display for ListenConfig {
         let idle = self.tcp_idle_timeout.as_millis();
         writeln!(f, "tcp_idle_timeout_ms = {idle}")?;
         writeln!(f, "max_tcp_connections = {}", self.max_tcp_connections)?;
+        let pipeline = self.max_queries_per_tcp_connection;
+        writeln!(f, "max_queries_per_tcp_connection = {pipeline}")?;
         writeln!(f, "max_queries_in_flight = {}", self.max_queries_in_flight)
     }
 }

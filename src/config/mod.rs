@@ -63,6 +63,9 @@ pub struct ListenConfig {
     pub tcp_idle_timeout: Duration,
     /// TCP client connections open at once; more are refused and counted.
     pub max_tcp_connections: NonZeroUsize,
+    /// Queries of one TCP client answered or queued at once; past that,
+    /// dotstub stops reading from it until answers go out.
+    pub max_queries_per_tcp_connection: NonZeroUsize,
     /// Client queries being resolved at once; more are dropped (UDP) or wait (TCP).
     pub max_queries_in_flight: NonZeroUsize,
 }

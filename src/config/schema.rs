@@ -23,6 +23,8 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 128;
 /// Client queries being resolved at once.
 pub const DEFAULT_MAX_QUERIES_IN_FLIGHT: usize = 1024;
+/// Pipelined queries of one TCP client answered or queued at once.
+pub const DEFAULT_MAX_QUERIES_PER_TCP_CONNECTION: usize = 64;
 /// Budget for one client query: below the 5 s a glibc client waits.
 pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
 /// Two connections per upstream: one can be reopened while the other serves.
@@ -53,6 +55,9 @@ fn default_max_tcp_connections() -> usize {
 }
 fn default_max_queries_in_flight() -> usize {
     DEFAULT_MAX_QUERIES_IN_FLIGHT
+}
+fn default_max_queries_per_tcp_connection() -> usize {
+    DEFAULT_MAX_QUERIES_PER_TCP_CONNECTION
 }
 fn default_timeout() -> Duration {
     Duration::from_millis(DEFAULT_TIMEOUT_MS)
@@ -92,6 +97,7 @@ pub(super) struct RawListen {
     #[serde(rename = "tcp_idle_timeout_ms", with = "millis")]
     pub tcp_idle_timeout: Duration,
     pub max_tcp_connections: usize,
+    pub max_queries_per_tcp_connection: usize,
     pub max_queries_in_flight: usize,
 }
 
@@ -102,6 +108,7 @@ impl Default for RawListen {
             max_udp_size: default_max_udp_size(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
             max_tcp_connections: default_max_tcp_connections(),
+            max_queries_per_tcp_connection: default_max_queries_per_tcp_connection(),
             max_queries_in_flight: default_max_queries_in_flight(),
         }
     }

@@ -187,6 +187,30 @@ queries = "block:0"
 }
 
 #[test]
+fn limits_outside_their_range_are_refused() {
+    let text = format!(
+        "[listen]\nmax_queries_in_flight = 9223372036854775807\n[forward]\ntimeout_ms = 0\n\
+         max_queries_per_connection = 65536\nidle_timeout_ms = 18446744073709551615\n{MINIMAL}"
+    );
+    let found = problems(&text);
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "listen.max_queries_in_flight",
+            "forward.timeout_ms",
+            "forward.idle_timeout_ms",
+            "forward.max_queries_per_connection"
+        ]
+    );
+    assert!(
+        found[0].message.contains("from 1 to 65536"),
+        "{}",
+        found[0].message
+    );
+}
+
+#[test]
 fn no_upstream_is_refused() {
     let found = problems("[listen]\naddresses = [\"127.0.0.1:5453\"]\n");
     assert_eq!(found.len(), 1);

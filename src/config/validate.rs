@@ -20,6 +20,18 @@ use crate::{padding::PaddingPolicy, upstream::SpkiPin};
 
 /// Smallest `max_udp_size`: every DNS client accepts 512 (RFC 1035 §4.2.1).
 const MIN_UDP_SIZE: u16 = 512;
+/// Longest query budget: a client gave up long before.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest idle timeout, for clients and upstreams.
+const MAX_IDLE: Duration = Duration::from_secs(3600);
+/// Most TCP clients, and most client queries in flight.
+const MAX_CLIENTS: usize = 65_536;
+/// Most connections to one upstream.
+const MAX_CONNECTIONS: usize = 64;
+/// Most queries in flight on one upstream connection. Live and abandoned
+/// queries together then hold at most 8,192 of the 65,536 message IDs, so
+/// a free random ID is found at once.
+const MAX_PER_CONNECTION: usize = 4096;
 
 /// Collects problems while the tables are checked.
 struct Checker<'a> {
@@ -34,18 +46,28 @@ impl Checker<'_> {
             .push(Problem::new(key, message.to_string()).at_span(self.text, span));
     }
 
-    fn nonzero(&mut self, key: &str, value: usize) -> NonZeroUsize {
-        NonZeroUsize::new(value).unwrap_or_else(|| {
-            self.report(key, None, "expected a number above 0, found 0");
-            NonZeroUsize::MIN
-        })
+    /// A count from 1 to `max`.
+    fn count(&mut self, key: &str, value: usize, max: usize) -> NonZeroUsize {
+        match NonZeroUsize::new(value).filter(|n| n.get() <= max) {
+            Some(count) => count,
+            None => {
+                self.report(
+                    key,
+                    None,
+                    format!("expected a number from 1 to {max}, found {value}"),
+                );
+                NonZeroUsize::MIN
+            }
+        }
     }
 
-    fn positive_duration(&mut self, key: &str, value: Duration) -> Duration {
-        if value.is_zero() {
-            self.report(key, None, "expected a duration above 0 ms, found 0");
+    /// A duration from 1 ms to `max`.
+    fn duration(&mut self, key: &str, value: Duration, max: Duration) -> Duration {
+        if value.is_zero() || value > max {
+            let (found, max) = (value.as_millis(), max.as_millis());
+            self.report(key, None, format!("expected 1 to {max} ms, found {found}"));
         }
-        value
+        value.clamp(Duration::from_millis(1), max)
     }
 }
 
@@ -111,30 +133,46 @@ fn check_listen(checker: &mut Checker<'_>, raw: RawListen) -> ListenConfig {
             format!("expected 512 or more, found {}", raw.max_udp_size),
         );
     }
+    let idle = checker.duration("listen.tcp_idle_timeout_ms", raw.tcp_idle_timeout, MAX_IDLE);
     ListenConfig {
         addresses,
         max_udp_size: raw.max_udp_size.max(MIN_UDP_SIZE),
-        tcp_idle_timeout: checker
-            .positive_duration("listen.tcp_idle_timeout_ms", raw.tcp_idle_timeout),
-        max_tcp_connections: checker.nonzero("listen.max_tcp_connections", raw.max_tcp_connections),
-        max_queries_in_flight: checker
-            .nonzero("listen.max_queries_in_flight", raw.max_queries_in_flight),
+        tcp_idle_timeout: idle,
+        max_tcp_connections: checker.count(
+            "listen.max_tcp_connections",
+            raw.max_tcp_connections,
+            MAX_CLIENTS,
+        ),
+        max_queries_per_tcp_connection: checker.count(
+            "listen.max_queries_per_tcp_connection",
+            raw.max_queries_per_tcp_connection,
+            MAX_PER_CONNECTION,
+        ),
+        max_queries_in_flight: checker.count(
+            "listen.max_queries_in_flight",
+            raw.max_queries_in_flight,
+            MAX_CLIENTS,
+        ),
     }
 }
 
 fn check_forward(checker: &mut Checker<'_>, raw: RawForward) -> ForwardConfig {
+    let connections = raw.connections_per_upstream;
+    let per_connection = raw.max_queries_per_connection;
     ForwardConfig {
         policy: raw.policy,
-        timeout: checker.positive_duration("forward.timeout_ms", raw.timeout),
-        connections_per_upstream: checker.nonzero(
+        timeout: checker.duration("forward.timeout_ms", raw.timeout, MAX_TIMEOUT),
+        connections_per_upstream: checker.count(
             "forward.connections_per_upstream",
-            raw.connections_per_upstream,
+            connections,
+            MAX_CONNECTIONS,
         ),
-        idle_timeout: checker.positive_duration("forward.idle_timeout_ms", raw.idle_timeout),
+        idle_timeout: checker.duration("forward.idle_timeout_ms", raw.idle_timeout, MAX_IDLE),
         tls13_only: raw.tls13_only,
-        max_queries_per_connection: checker.nonzero(
+        max_queries_per_connection: checker.count(
             "forward.max_queries_per_connection",
-            raw.max_queries_per_connection,
+            per_connection,
+            MAX_PER_CONNECTION,
         ),
     }
 }

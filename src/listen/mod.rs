@@ -126,6 +126,8 @@ pub(crate) struct Context {
     /// Open TCP client connections.
     pub tcp_connections: Arc<Semaphore>,
     pub tcp_idle_timeout: Duration,
+    /// Queries of one TCP client answered or queued at once.
+    pub tcp_pipeline_limit: usize,
     pub shutdown: CancellationToken,
 }
 
@@ -200,4 +202,57 @@ fn bind_tcp(address: SocketAddr) -> Result<TcpListener, BindError> {
         proto: Proto::Tcp,
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(address: &str, kind: io::ErrorKind) -> String {
+        let address = address.parse().unwrap();
+        BindError {
+            address,
+            proto: Proto::Udp,
+            source: kind.into(),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn low_port_permission_error_says_what_to_do() {
+        let text = message("127.0.0.1:53", io::ErrorKind::PermissionDenied);
+        assert!(text.starts_with("cannot listen on 127.0.0.1:53 over UDP: ports below 1024"));
+        assert!(text.contains("CAP_NET_BIND_SERVICE") && text.contains("5453"));
+        let high = message("127.0.0.1:5453", io::ErrorKind::PermissionDenied);
+        assert_eq!(high, "cannot listen on 127.0.0.1:5453 over UDP");
+    }
+
+    #[test]
+    fn address_in_use_names_the_usual_suspects() {
+        let text = message("[::1]:53", io::ErrorKind::AddrInUse);
+        assert!(
+            text.contains("[::1]:53") && text.contains("systemd-resolved"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn port_zero_binds_udp_and_tcp_on_one_port() {
+        let config = ListenConfig {
+            addresses: vec![
+                "127.0.0.1:0".parse().unwrap(),
+                "127.0.0.2:0".parse().unwrap(),
+            ],
+            max_udp_size: 1232,
+            tcp_idle_timeout: Duration::from_secs(1),
+            max_tcp_connections: std::num::NonZeroUsize::MIN,
+            max_queries_per_tcp_connection: std::num::NonZeroUsize::MIN,
+            max_queries_in_flight: std::num::NonZeroUsize::MIN,
+        };
+        let listeners = Listeners::bind(&config).unwrap();
+        for (udp, tcp) in &listeners.pairs {
+            assert_eq!(udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        }
+        assert_eq!(listeners.local_addrs().len(), 2);
+    }
 }

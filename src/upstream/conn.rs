@@ -49,6 +49,8 @@ pub(super) struct Settings {
     pub handshake_timeout: Duration,
     /// Padding of every query.
     pub padding: PaddingPolicy,
+    /// Queries in flight on one connection (`max_queries_per_connection`).
+    pub max_queries: usize,
 }
 
 /// An answer from an upstream.
@@ -78,6 +80,10 @@ struct Shared {
     state: Mutex<State>,
     counters: Arc<UpstreamCounters>,
     padding: PaddingPolicy,
+    /// Queries given up on, still unanswered, that make the connection stop
+    /// taking new ones: an upstream that drops queries silently gets a
+    /// fresh connection instead of a growing pile of reserved IDs.
+    max_abandoned: usize,
 }
 
 #[derive(Debug)]
@@ -103,8 +109,6 @@ struct Pending {
     /// `None` once the waiter has given up.
     reply: Option<oneshot::Sender<Result<Reply, UpstreamError>>>,
     sent_at: Instant,
-    /// Returns the upstream's in-flight slot when the entry goes.
-    _permit: OwnedSemaphorePermit,
 }
 
 impl Conn {
@@ -124,14 +128,14 @@ impl Conn {
             answered: 0,
             next_serial: 0,
         };
-        let padding = settings.padding;
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             counters,
-            padding,
+            padding: settings.padding,
+            max_abandoned: settings.max_queries,
         });
-        // Unbounded, yet bounded: every frame queued holds one of the
-        // upstream's in-flight permits until it is answered or fails.
+        // Unbounded, yet bounded: every frame queued belongs to a query
+        // holding one of the upstream's in-flight permits.
         let (frames, queue) = mpsc::unbounded_channel();
         let span = debug_span!("upstream_connection", upstream = %connector.label);
         let task = run(connector, settings, Arc::clone(&shared), queue, shutdown);
@@ -149,32 +153,23 @@ impl Conn {
         self.shared.lock().live
     }
 
-    /// Sends `question`; `permit` is the upstream's in-flight slot, held
-    /// until the answer comes or the connection closes.
+    /// Sends `question`. `permit`, one of the upstream's in-flight slots,
+    /// stays with the returned [`InFlight`] until it has its answer or
+    /// gives up.
     pub(super) fn send(
         &self,
         question: &UpstreamQuestion<'_>,
         permit: OwnedSemaphorePermit,
     ) -> Result<InFlight, UpstreamError> {
         let (tx, rx) = oneshot::channel();
-        let (id, serial, keepalive) = self.shared.reserve(question, tx, permit)?;
-        let frame = match encode(question, id, keepalive, &self.shared.padding) {
-            Some(frame) => frame,
-            None => {
-                self.shared.lock().pending.remove(&id);
-                return Err(UpstreamError::Protocol);
-            }
-        };
-        if self.frames.send(frame).is_err() {
-            self.shared.lock().pending.remove(&id);
-            return Err(UpstreamError::Closed);
-        }
+        let (id, serial) = self.shared.submit(question, tx, &self.frames)?;
         Ok(InFlight {
             rx,
             id,
             serial,
             shared: Arc::clone(&self.shared),
             done: false,
+            _permit: permit,
         })
     }
 }
@@ -185,9 +180,11 @@ fn encode(
     id: u16,
     keepalive: bool,
     padding: &PaddingPolicy,
-) -> Option<Vec<u8>> {
+) -> Vec<u8> {
+    // Header, question, OPT (11), keepalive and padding option headers (8),
+    // then at most the policy's largest padding.
     let capacity =
-        wire::HEADER_LEN + question.question.as_bytes().len() + 32 + padding.max_padding();
+        wire::HEADER_LEN + question.question.as_bytes().len() + 19 + padding.max_padding();
     let mut frame = vec![0u8; 2 + capacity];
     let len = wire::write_upstream_query(
         question,
@@ -196,10 +193,12 @@ fn encode(
         |len| padding.padding_for(len),
         &mut frame[2..],
     )
-    .ok()?;
-    frame[..2].copy_from_slice(&u16::try_from(len).ok()?.to_be_bytes());
+    .expect("the frame is sized for the largest query the policy can make");
+    let prefix =
+        u16::try_from(len).expect("padding blocks are at most 16 KiB, so a query fits 16 bits");
+    frame[..2].copy_from_slice(&prefix.to_be_bytes());
     frame.truncate(2 + len);
-    Some(frame)
+    frame
 }
 
 impl Shared {
@@ -210,24 +209,29 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Picks a fresh random ID and records the query under it.
-    fn reserve(
+    /// Picks a fresh random ID, records the query under it and queues its
+    /// frame, all under the lock: frames are queued in the order IDs are
+    /// given, so the first frame written carries edns-tcp-keepalive.
+    fn submit(
         &self,
         question: &UpstreamQuestion<'_>,
         reply: oneshot::Sender<Result<Reply, UpstreamError>>,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<(u16, u64, bool), UpstreamError> {
+        frames: &mpsc::UnboundedSender<Vec<u8>>,
+    ) -> Result<(u16, u64), UpstreamError> {
         let mut state = self.lock();
         if !state.open {
             return Err(UpstreamError::Closed);
         }
+        // At most 2 × max_queries IDs are ever taken (live plus abandoned),
+        // far below 65,536, so this ends quickly.
         let id = loop {
             let id = rand::random::<u16>();
             if !state.pending.contains_key(&id) {
                 break id;
             }
         };
-        let keepalive = !state.sent_any;
+        let frame = encode(question, id, !state.sent_any, &self.padding);
+        frames.send(frame).map_err(|_| UpstreamError::Closed)?;
         state.sent_any = true;
         state.next_serial += 1;
         let serial = state.next_serial;
@@ -236,11 +240,10 @@ impl Shared {
             question: question.question.as_bytes().into(),
             reply: Some(reply),
             sent_at: Instant::now(),
-            _permit: permit,
         };
         state.pending.insert(id, pending);
         state.live += 1;
-        Ok((id, serial, keepalive))
+        Ok((id, serial))
     }
 
     /// Hands an answer frame to its waiter. Returns the server's
@@ -336,7 +339,8 @@ impl Shared {
 //---- InFlight ----
 
 /// A query written (or queued) on a connection, waiting for its answer.
-/// Dropping it gives up: the ID stays reserved until the answer comes.
+/// Dropping it gives up: the in-flight slot is returned at once, and the ID
+/// stays reserved until the answer comes or the connection closes.
 #[derive(Debug)]
 pub(super) struct InFlight {
     rx: oneshot::Receiver<Result<Reply, UpstreamError>>,
@@ -344,6 +348,7 @@ pub(super) struct InFlight {
     serial: u64,
     shared: Arc<Shared>,
     done: bool,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl InFlight {
@@ -367,6 +372,9 @@ impl Drop for InFlight {
         };
         if abandoned {
             state.live -= 1;
+            if state.pending.len() - state.live >= self.shared.max_abandoned {
+                state.open = false;
+            }
         }
     }
 }

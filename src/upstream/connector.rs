@@ -81,6 +81,8 @@ fn client_config(
             roots.add_parsable_certificates(certificates.iter().cloned());
         }
     }
+    let anchors = roots.roots.clone();
+    let algorithms = provider.signature_verification_algorithms;
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|err| rustls::Error::General(err.to_string()))?;
@@ -93,7 +95,8 @@ fn client_config(
     let mut config = if upstream.spki_pins.is_empty() {
         builder.with_webpki_verifier(webpki).with_no_client_auth()
     } else {
-        let pinned = PinnedVerifier::new(webpki, upstream.spki_pins.clone());
+        let pins = upstream.spki_pins.clone();
+        let pinned = PinnedVerifier::new(webpki, anchors, algorithms, pins);
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(pinned))

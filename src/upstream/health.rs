@@ -68,9 +68,12 @@ impl Health {
     }
 
     /// Records a failure at `now`: the delay doubles from 1 s up to 60 s.
+    /// Failures while a backoff is running (queries that were already in
+    /// flight when it started) do not lengthen it: one outage, one step.
     pub fn record_failure(&mut self, now: Instant) -> Transition {
         let failures = match self {
             Self::Up => 1,
+            Self::Backoff { until, .. } if now < *until => return Transition::Same,
             Self::Backoff { failures, .. } => failures.saturating_add(1),
         };
         let delay = FIRST_BACKOFF
@@ -100,11 +103,25 @@ mod tests {
         assert_eq!(health.record_failure(now), Transition::WentDown);
         assert_eq!(health.retry_at(), Some(now + Duration::from_secs(1)));
         let mut delays = Vec::new();
+        let mut at = now;
         for _ in 0..9 {
-            assert_eq!(health.record_failure(now), Transition::Same);
-            delays.push((health.retry_at().unwrap() - now).as_secs());
+            at = health.retry_at().unwrap();
+            assert_eq!(health.record_failure(at), Transition::Same);
+            delays.push((health.retry_at().unwrap() - at).as_secs());
         }
         assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60, 60, 60]);
+        assert!(at > now);
+    }
+
+    #[test]
+    fn failures_during_a_backoff_do_not_lengthen_it() {
+        let now = Instant::now();
+        let mut health = Health::Up;
+        health.record_failure(now);
+        for _ in 0..7 {
+            assert_eq!(health.record_failure(now), Transition::Same);
+        }
+        assert_eq!(health.retry_at(), Some(now + FIRST_BACKOFF));
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub enum UpstreamError {
     /// No answer within the time this attempt had.
     #[error("no answer in time")]
     Timeout,
+    /// Every in-flight slot for the upstream stayed taken for the whole
+    /// attempt: dotstub's own congestion, not a failure of the upstream.
+    #[error("too many queries in flight to this upstream")]
+    Busy,
     /// The connection closed before the answer came, after answering
     /// others: normal life for DoT (idle close, server restart). The query
     /// is re-sent on a fresh connection as often as the deadline allows.

@@ -10,8 +10,10 @@ use rustls::{
     DigitallySignedStruct, SignatureScheme,
     client::WebPkiServerVerifier,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    pki_types::{CertificateDer, ServerName, UnixTime},
+    crypto::WebPkiSupportedAlgorithms,
+    pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime},
 };
+use webpki::VerifiedPath;
 
 /// Length of a SHA-256 digest.
 const PIN_LEN: usize = 32;
@@ -61,17 +63,44 @@ impl fmt::Display for SpkiPin {
 
 //---- PinnedVerifier ----
 
-/// Verifies the chain and name with webpki first, then requires that one
-/// certificate the server presented carries a configured SPKI pin.
+/// Verifies the chain and name with webpki first, then requires a pinned
+/// key on a *verified* path: the end entity, the intermediates that chain
+/// it to a trusted root, or that root. A certificate merely sent along
+/// proves nothing: certificates are public, so an impostor could append
+/// the real server's.
 #[derive(Debug)]
 pub(super) struct PinnedVerifier {
     webpki: Arc<WebPkiServerVerifier>,
+    roots: Vec<TrustAnchor<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
     pins: Vec<SpkiPin>,
 }
 
 impl PinnedVerifier {
-    pub(super) fn new(webpki: Arc<WebPkiServerVerifier>, pins: Vec<SpkiPin>) -> Self {
-        Self { webpki, pins }
+    pub(super) fn new(
+        webpki: Arc<WebPkiServerVerifier>,
+        roots: Vec<TrustAnchor<'static>>,
+        algorithms: WebPkiSupportedAlgorithms,
+        pins: Vec<SpkiPin>,
+    ) -> Self {
+        Self {
+            webpki,
+            roots,
+            algorithms,
+            pins,
+        }
+    }
+
+    /// Whether `path` holds a pinned key.
+    fn path_is_pinned(&self, path: &VerifiedPath<'_>) -> bool {
+        let anchor = webpki::spki_for_anchor(path.anchor());
+        std::iter::once(path.end_entity().subject_public_key_info())
+            .chain(
+                path.intermediate_certificates()
+                    .map(|cert| cert.subject_public_key_info()),
+            )
+            .chain(std::iter::once(anchor))
+            .any(|spki| self.pins.contains(&SpkiPin::of_spki(spki.as_ref())))
     }
 }
 
@@ -91,17 +120,29 @@ impl ServerCertVerifier for PinnedVerifier {
             ocsp_response,
             now,
         )?;
-        let pinned = std::iter::once(end_entity)
-            .chain(intermediates)
-            .filter_map(SpkiPin::of_certificate)
-            .any(|pin| self.pins.contains(&pin));
-        if pinned {
-            Ok(verified)
-        } else {
-            Err(rustls::Error::General(
-                "no certificate matches a configured SPKI pin".into(),
-            ))
-        }
+        let unpinned =
+            || rustls::Error::General("no verified certificate chain holds a pinned key".into());
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| unpinned())?;
+        // A path without a pin is refused here, so webpki goes on to try
+        // the other paths the presented certificates allow.
+        let pinned = |path: &VerifiedPath<'_>| {
+            if self.path_is_pinned(path) {
+                Ok(())
+            } else {
+                Err(webpki::Error::UnknownIssuer)
+            }
+        };
+        cert.verify_for_usage(
+            self.algorithms.all,
+            &self.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            Some(&pinned),
+        )
+        .map_err(|_| unpinned())?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(

@@ -7,7 +7,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::Semaphore;
@@ -61,6 +61,7 @@ impl Pool {
             idle_timeout: config.forward.idle_timeout,
             handshake_timeout: config.forward.timeout,
             padding: config.padding,
+            max_queries: config.forward.max_queries_per_connection.get(),
         };
         let per_upstream = config.forward.connections_per_upstream.get()
             * config.forward.max_queries_per_connection.get();
@@ -126,10 +127,7 @@ impl Pool {
             } else {
                 remaining
             };
-            let result = tokio::time::timeout(budget, upstream.exchange(question))
-                .await
-                .unwrap_or(Err(UpstreamError::Timeout));
-            match result {
+            match upstream.exchange(question, budget).await {
                 Ok(reply) => {
                     upstream.record_success();
                     return Ok(Exchange {
@@ -143,7 +141,10 @@ impl Pool {
                     upstream.counters.resent.inc();
                 }
                 Err(error) => {
-                    upstream.record_failure(&error);
+                    // Busy is our own congestion, not the upstream's fault.
+                    if !matches!(error, UpstreamError::Busy) {
+                        upstream.record_failure(&error);
+                    }
                     if let Some(tried) = tried.get_mut(index) {
                         *tried = true;
                     }
@@ -198,12 +199,23 @@ struct Upstream {
 }
 
 impl Upstream {
-    async fn exchange(&self, question: &UpstreamQuestion<'_>) -> Result<Reply, UpstreamError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
+    /// One attempt within `budget`: wait for an in-flight slot, send, and
+    /// wait for the answer.
+    async fn exchange(
+        &self,
+        question: &UpstreamQuestion<'_>,
+        budget: Duration,
+    ) -> Result<Reply, UpstreamError> {
+        let started = Instant::now();
+        let permit = tokio::time::timeout(budget, Arc::clone(&self.permits).acquire_owned())
             .await
+            .map_err(|_| UpstreamError::Busy)?
             .map_err(|_| UpstreamError::Closed)?;
-        self.send(question, permit)?.reply().await
+        let in_flight = self.send(question, permit)?;
+        let left = budget.saturating_sub(started.elapsed());
+        tokio::time::timeout(left, in_flight.reply())
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout))
     }
 
     /// Writes on the least loaded open connection, opening one when every

@@ -169,9 +169,7 @@ impl Answer {
         HeaderMut::new(message)
             .map_err(|_| Overflow)?
             .set_id(query.id())
-            .set_flag(flag::RD, query.header().has(flag::RD))
-            .set_flag(flag::AA, false)
-            .set_flag(flag::RA, true)
+            .set_flags(client_flags(&header, query))
             .set_arcount(arcount);
         Ok(w.len())
     }
@@ -185,12 +183,7 @@ impl Answer {
         out: &mut [u8],
     ) -> Result<usize, Overflow> {
         let header = Header::parse(&self.message).map_err(|_| Overflow)?;
-        let rd = if query.header().has(flag::RD) {
-            flag::RD
-        } else {
-            0
-        };
-        let flags = (header.flags() & !(flag::RD | flag::AA)) | flag::TC | flag::RA | rd;
+        let flags = client_flags(&header, query) | flag::TC;
         ShortReply {
             id: query.id(),
             flags,
@@ -200,6 +193,20 @@ impl Answer {
         }
         .write(out)
     }
+}
+
+/// The upstream's flags as this client should see them: its own RD back,
+/// RA set, AA cleared (dotstub is not the authority), and AD only for a
+/// client that set DO or AD (RFC 6840 §5.8).
+fn client_flags(upstream: &Header, query: &Query<'_>) -> u16 {
+    let client = query.header();
+    let wants_ad = query.dnssec_ok() || client.has(flag::AD);
+    let mut flags = upstream.flags() & !(flag::RD | flag::AA | flag::AD);
+    flags |= flag::RA | (client.flags() & flag::RD);
+    if wants_ad && upstream.has(flag::AD) {
+        flags |= flag::AD;
+    }
+    flags
 }
 
 #[cfg(test)]
@@ -305,6 +312,31 @@ mod tests {
         assert!(reply.metadata.recursion_available);
         assert_eq!(reply.queries[0].name().to_string(), "www.example.");
         assert!(reply.edns.is_none(), "no OPT for a client that sent none");
+    }
+
+    #[test]
+    fn ad_only_for_clients_that_asked_for_it() {
+        let mut message = Message::from_vec(&upstream(1, 0, Some(vec![]))).unwrap();
+        message.metadata.authentic_data = true;
+        let response = message.to_vec().unwrap();
+        let raw = asked();
+        let (answer, _) =
+            Answer::from_upstream(&response, &Question::parse(&raw, 0).unwrap()).unwrap();
+        let plain = write(&answer, &query_bytes(NAME, 1, None), Transport::Udp);
+        assert!(!plain.metadata.authentic_data);
+        let with_do = write(
+            &answer,
+            &query_bytes(NAME, 1, Some((1232, b""))),
+            Transport::Udp,
+        );
+        assert!(with_do.metadata.authentic_data, "query_bytes sets DO");
+        let mut with_ad = query_bytes(NAME, 1, None);
+        with_ad[3] |= 0x20;
+        assert!(
+            write(&answer, &with_ad, Transport::Udp)
+                .metadata
+                .authentic_data
+        );
     }
 
     #[test]

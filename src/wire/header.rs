@@ -157,6 +157,12 @@ impl<'a> HeaderMut<'a> {
         self
     }
 
+    /// Sets the whole flags word.
+    pub fn set_flags(&mut self, flags: u16) -> &mut Self {
+        self.set_word(1, flags);
+        self
+    }
+
     /// Sets or clears one [`flag`] bit.
     pub fn set_flag(&mut self, flag: u16, on: bool) -> &mut Self {
         let flags = if on {

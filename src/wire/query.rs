@@ -46,11 +46,17 @@ impl<'a> Question<'a> {
         self.raw
     }
 
-    /// Whether `other` asks the same thing, names compared without regard
-    /// to ASCII case (RFC 4343). Length octets are at most 63, below every
-    /// letter, so a case-insensitive compare of the whole wire form is exact.
+    /// Whether `other` asks the same thing: names compared without regard
+    /// to ASCII case (RFC 4343), type and class exactly. Length octets are
+    /// at most 63, below every letter, so a case-insensitive compare of the
+    /// whole wire name is exact.
     pub fn matches(&self, other: &Question<'_>) -> bool {
-        self.raw.eq_ignore_ascii_case(other.raw)
+        self.name().eq_ignore_ascii_case(other.name())
+            && self.type_and_class() == other.type_and_class()
+    }
+
+    fn type_and_class(&self) -> &'a [u8] {
+        &self.raw[self.raw.len() - 4..]
     }
 }
 
@@ -241,6 +247,11 @@ pub(crate) mod tests {
         let qa = *Query::parse(&a).unwrap().question();
         assert!(qa.matches(Query::parse(&b).unwrap().question()));
         assert!(!qa.matches(Query::parse(&c).unwrap().question()));
+        // 65 (HTTPS) and 97 differ only in ASCII case when read as letters.
+        let https = query_bytes(b"\x03www\x00", 65, None);
+        let other = query_bytes(b"\x03www\x00", 97, None);
+        let https = *Query::parse(&https).unwrap().question();
+        assert!(!https.matches(Query::parse(&other).unwrap().question()));
     }
 
     #[test]

@@ -96,3 +96,17 @@ async fn refused_upstream_is_skipped_for_a_good_one() {
     assert!(impostor.received().is_empty());
     assert_eq!(good.received().len(), 3);
 }
+
+#[tokio::test]
+async fn pinned_certificate_appended_by_an_impostor_is_not_enough() {
+    // Certificates are public: an impostor with any valid certificate for
+    // the name can send the real server's along. Only keys on the verified
+    // path count.
+    let pki = TestPki::new();
+    let real = pki.leaf(TLS_NAME);
+    let mut impostor = pki.leaf(TLS_NAME);
+    impostor.chain.insert(1, real.chain[0].clone());
+    let upstream = DotUpstream::start(impostor, Script::Answer).await;
+    let pin = format!("spki_pins = [\"{}\"]", real.leaf_spki_pin);
+    assert_refused(&dotstub_for(&pki, &upstream, &pin), &upstream).await;
+}

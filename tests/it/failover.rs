@@ -191,3 +191,62 @@ async fn garbage_and_wrong_ids_are_never_taken_as_answers() {
         );
     }
 }
+
+#[tokio::test]
+async fn queries_the_upstream_never_answers_do_not_use_up_its_slots() {
+    // Four slots in all; the upstream silently drops every "lost" name.
+    let options = Options {
+        forward: "connections_per_upstream = 1\nmax_queries_per_connection = 4\ntimeout_ms = 300",
+        ..Options::default()
+    };
+    let lost = (0..4)
+        .map(|i| (format!("lost{i}.failover.test"), Duration::from_secs(3600)))
+        .collect();
+    let rig = Harness::with(Script::DelayByName(lost), options).await;
+    join_all((0..4).map(|i| {
+        let dotstub = &rig.dotstub;
+        async move {
+            let reply = within(
+                dotstub,
+                &format!("lost{i}.failover.test."),
+                Duration::from_secs(2),
+            )
+            .await;
+            assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+        }
+    }))
+    .await;
+    // The slots came back, and the connection full of given-up queries was
+    // replaced: ordinary names are answered.
+    for i in 0..5 {
+        let name = format!("found{i}.failover.test.");
+        let reply = within(&rig.dotstub, &name, Duration::from_secs(2)).await;
+        assert_eq!(a_records(&reply), [expected_a(&name)]);
+    }
+}
+
+#[tokio::test]
+async fn a_retry_joining_a_failing_query_gets_its_own_attempt() {
+    let options = Options {
+        forward: "timeout_ms = 1000",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Stall, options).await;
+    let addr = rig.dotstub.addr;
+    let first = tokio::spawn(async move {
+        let bytes = client::encode(&client::query("retry.failover.test.", RecordType::A));
+        client::udp_bytes(addr, &bytes, Duration::from_secs(3)).await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The client retransmits while the first attempt still waits.
+    let retry = tokio::spawn(async move {
+        let bytes = client::encode(&client::query("retry.failover.test.", RecordType::A));
+        client::udp_bytes(addr, &bytes, Duration::from_secs(3)).await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rig.upstream.set_script(Script::Answer);
+    let first = Message::from_vec(&first.await.unwrap().expect("first reply")).unwrap();
+    assert_eq!(first.metadata.response_code, ResponseCode::ServFail);
+    let retry = Message::from_vec(&retry.await.unwrap().expect("retry reply")).unwrap();
+    assert_eq!(a_records(&retry), [expected_a("retry.failover.test")]);
+}

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
+use tokio::io::AsyncWriteExt;
 
 use crate::support::{
     client::{self, Tcp, a_records},
     dot_upstream::Script,
-    fixtures::expected_a,
+    fixtures::{BIG_NAME, expected_a},
     server::{Harness, Options},
 };
 
@@ -150,4 +151,35 @@ async fn shutdown_answers_queries_in_flight_then_stops_listening() {
         client::udp_bytes(addr, &late, Duration::from_millis(300)).await,
         None
     );
+}
+
+#[tokio::test]
+async fn client_that_never_reads_cannot_starve_others() {
+    let options = Options {
+        listen: "max_queries_in_flight = 8\nmax_queries_per_tcp_connection = 4\ntcp_idle_timeout_ms = 500",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Answer, options).await;
+    // A client with a tiny receive window asks for big answers and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut greedy = socket.connect(rig.dotstub.addr).await.unwrap();
+    let query = client::encode(&client::query(BIG_NAME, RecordType::TXT));
+    let mut frame = (query.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(&query);
+    for _ in 0..200 {
+        if tokio::time::timeout(Duration::from_millis(50), greedy.write_all(&frame))
+            .await
+            .is_err()
+        {
+            break; // dotstub stopped reading: the pipeline limit pushes back
+        }
+    }
+    for i in 0..20 {
+        let name = format!("other{i}.example.test.");
+        let reply = client::udp(rig.dotstub.addr, &client::query(&name, RecordType::A)).await;
+        assert_eq!(a_records(&reply), [expected_a(&name)]);
+    }
+    assert_eq!(rig.dotstub.metrics.server.dropped_overload.get(), 0);
+    drop(greedy);
 }
