@@ -18,6 +18,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod listen;
 pub mod lookup;
@@ -34,11 +35,12 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
+    cache::{Cache, Clock},
     config::Config,
     listen::{BindError, Context, Listeners},
     metrics::Metrics,
     padding::PaddingPolicy,
-    resolver::Resolver,
+    resolver::{Resolver, Settings},
     upstream::{Pool, SetupError},
 };
 
@@ -77,6 +79,12 @@ impl Server {
     /// Binds the listen addresses and prepares the upstreams of `config`.
     /// Call it inside a tokio runtime: the sockets register with its reactor.
     pub fn bind(config: Config) -> Result<Self, RunError> {
+        Self::bind_with_clock(config, Clock::system())
+    }
+
+    /// [`Server::bind`], with the cache reading `clock`: a manual clock
+    /// lets tests and simulations move time without waiting.
+    pub fn bind_with_clock(config: Config, clock: Clock) -> Result<Self, RunError> {
         let key_log = std::env::var_os(KEY_LOG_ENV).is_some_and(|path| !path.is_empty());
         let metrics = Arc::new(Metrics::new(
             config.upstreams.iter().map(|u| u.label.as_str()),
@@ -89,10 +97,16 @@ impl Server {
                  who can read it can decrypt captured upstream traffic"
             );
         }
+        let cache = config
+            .cache
+            .enabled
+            .then(|| Cache::new(&config.cache, Arc::clone(&metrics.cache)));
+        let settings = Settings::from_config(&config);
         let resolver = Arc::new(Resolver::new(
             pool,
-            config.forward.timeout,
-            config.listen.max_udp_size,
+            cache,
+            settings,
+            clock,
             Arc::clone(&metrics),
         ));
         Ok(Self {
@@ -146,8 +160,11 @@ impl Server {
         info!("shutting down: no new queries, answering those in flight");
         token.cancel();
         tracker.close();
+        let background = self.resolver.background();
+        background.close();
         let grace = self.config.forward.timeout + SHUTDOWN_GRACE;
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        let finished = async { tokio::join!(tracker.wait(), background.wait()) };
+        if tokio::time::timeout(grace, finished).await.is_err() {
             warn!("queries still in flight at shutdown were dropped");
         }
         info!("dotstub stopped");

@@ -10,10 +10,11 @@ use hickory_proto::{
 };
 
 use crate::{
+    cache::Clock,
     config::Config,
     metrics::Metrics,
     padding::PaddingPolicy,
-    resolver::{ResolveError, Resolver},
+    resolver::{ResolveError, Resolver, Settings},
     upstream::{Pool, SetupError},
     wire::{Query, Transport, UPSTREAM_UDP_SIZE},
 };
@@ -62,18 +63,15 @@ pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupRe
         config.upstreams.iter().map(|u| u.label.as_str()),
     ));
     let pool = Pool::new(config, &metrics, false)?;
-    let resolver = Resolver::new(
-        pool,
-        config.forward.timeout,
-        config.listen.max_udp_size,
-        metrics,
-    );
+    let settings = Settings::from_config(config);
+    let resolver = Resolver::new(pool, None, settings, Clock::system(), metrics);
     let resolved = resolver.resolve(&query).await?;
     let mut out = vec![0u8; resolved.answer.max_client_len()];
     let len = resolved
         .answer
         .write_for_client(&query, Transport::Tcp, UPSTREAM_UDP_SIZE, &mut out)
-        .map_err(|_| ResolveError::Unreachable)?;
+        .map_err(|_| ResolveError::Unreachable)?
+        .len;
     let reply = out
         .get(..len)
         .and_then(|bytes| Message::from_vec(bytes).ok())

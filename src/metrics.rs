@@ -68,6 +68,25 @@ pub struct ServerCounters {
     pub tcp_idle_closed: Counter,
 }
 
+/// Counters of the answer cache.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    /// Lookups that found a fresh answer.
+    pub hits: Counter,
+    /// Lookups that found nothing fresh.
+    pub misses: Counter,
+    /// Answers stored.
+    pub inserts: Counter,
+    /// Answers too big for the cache, not stored.
+    pub inserts_refused: Counter,
+    /// Answers pushed out to make room.
+    pub evictions: Counter,
+    /// Expired answers served because upstreams failed or were slow.
+    pub stale_served: Counter,
+    /// Background refreshes of answers near expiry.
+    pub prefetches: Counter,
+}
+
 /// Counters of one upstream.
 #[derive(Debug, Default)]
 pub struct UpstreamCounters {
@@ -101,6 +120,8 @@ pub struct UpstreamCounters {
 pub struct Metrics {
     /// Client side.
     pub server: ServerCounters,
+    /// The answer cache.
+    pub cache: Arc<CacheCounters>,
     /// One entry per configured upstream, in configured order.
     pub upstreams: Box<[Arc<UpstreamCounters>]>,
 }
@@ -110,6 +131,7 @@ impl Metrics {
     pub fn new<'a>(upstream_labels: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
             server: ServerCounters::default(),
+            cache: Arc::default(),
             upstreams: upstream_labels
                 .into_iter()
                 .map(|label| {

@@ -4,7 +4,8 @@
 use std::fmt;
 
 use super::{
-    Config, ForwardConfig, ListenConfig, LogLevel, Roots, SelectionPolicy, UpstreamConfig,
+    CacheConfig, Config, ForwardConfig, ListenConfig, LogLevel, Roots, SelectionPolicy,
+    UpstreamConfig,
 };
 
 impl fmt::Display for Config {
@@ -14,6 +15,7 @@ impl fmt::Display for Config {
         for upstream in &self.upstreams {
             write!(f, "\n{upstream}")?;
         }
+        write!(f, "\n{}", self.cache)?;
         writeln!(f, "\n[padding]\nqueries = \"{}\"", self.padding)?;
         writeln!(f, "\n[log]\nlevel = \"{}\"", self.log)
     }
@@ -43,6 +45,21 @@ impl fmt::Display for ForwardConfig {
         writeln!(f, "tls13_only = {}", self.tls13_only)?;
         let per_connection = self.max_queries_per_connection;
         writeln!(f, "max_queries_per_connection = {per_connection}")
+    }
+}
+
+impl fmt::Display for CacheConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "[cache]\nenabled = {}", self.enabled)?;
+        writeln!(f, "max_bytes = {}", self.max_bytes)?;
+        writeln!(f, "min_ttl = {}", self.limits.min_ttl)?;
+        writeln!(f, "max_ttl = {}", self.limits.max_ttl)?;
+        writeln!(f, "max_negative_ttl = {}", self.limits.max_negative_ttl)?;
+        writeln!(f, "serve_stale = {}", self.serve_stale)?;
+        let stale_after = self.stale_answer_after.as_millis();
+        writeln!(f, "stale_answer_after_ms = {stale_after}")?;
+        writeln!(f, "max_stale_s = {}", self.max_stale.as_secs())?;
+        writeln!(f, "prefetch = {}", self.prefetch)
     }
 }
 

@@ -27,7 +27,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 pub use error::{ConfigError, Problem};
 pub use schema::{LogLevel, SelectionPolicy};
 
-use crate::{padding::PaddingPolicy, upstream::SpkiPin};
+use crate::{cache::Limits, padding::PaddingPolicy, upstream::SpkiPin};
 
 /// The embedded default configuration: `config/dotstub.toml`.
 pub const EMBEDDED: &str = include_str!("../../config/dotstub.toml");
@@ -46,10 +46,31 @@ pub struct Config {
     pub forward: ForwardConfig,
     /// The upstream DoT servers, in configured order (at least one).
     pub upstreams: Vec<UpstreamConfig>,
+    /// The answer cache.
+    pub cache: CacheConfig,
     /// Padding of upstream queries.
     pub padding: PaddingPolicy,
     /// Log verbosity.
     pub log: LogLevel,
+}
+
+/// `[cache]`: the answer cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Whether answers are cached at all.
+    pub enabled: bool,
+    /// Memory the cache may use, in octets.
+    pub max_bytes: usize,
+    /// TTL clamps, in seconds.
+    pub limits: Limits,
+    /// Serve expired answers when upstreams fail or are slow (RFC 8767).
+    pub serve_stale: bool,
+    /// How long a client waits for a fresh answer before a stale one.
+    pub stale_answer_after: Duration,
+    /// How long past expiry an answer may still be served stale.
+    pub max_stale: Duration,
+    /// Refresh popular answers before they expire.
+    pub prefetch: bool,
 }
 
 /// `[listen]`: where clients reach dotstub and what it will carry for them.

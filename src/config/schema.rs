@@ -37,6 +37,16 @@ pub const DEFAULT_MAX_QUERIES_PER_CONNECTION: usize = 128;
 pub const DEFAULT_PADDING: &str = "block:128";
 /// DoT's port (RFC 7858 §3.1).
 pub const DEFAULT_DOT_PORT: u16 = 853;
+/// 16 MiB of answers: tens of thousands of names, little for a router.
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// A day: the usual cap on TTLs (unbound's cache-max-ttl).
+pub const DEFAULT_MAX_TTL: u32 = 86_400;
+/// RFC 2308 §5 suggests one to three hours for negative answers.
+pub const DEFAULT_MAX_NEGATIVE_TTL: u32 = 3600;
+/// RFC 8767 §5 suggests 1.8 s before answering stale.
+pub const DEFAULT_STALE_ANSWER_AFTER_MS: u64 = 1800;
+/// RFC 8767 §5 suggests keeping stale data one to three days.
+pub const DEFAULT_MAX_STALE_S: u64 = 86_400;
 
 fn default_listen() -> Vec<Spanned<String>> {
     DEFAULT_LISTEN
@@ -71,6 +81,24 @@ fn default_idle_timeout() -> Duration {
 fn default_max_queries_per_connection() -> usize {
     DEFAULT_MAX_QUERIES_PER_CONNECTION
 }
+fn default_true() -> bool {
+    true
+}
+fn default_cache_max_bytes() -> usize {
+    DEFAULT_CACHE_MAX_BYTES
+}
+fn default_max_ttl() -> u32 {
+    DEFAULT_MAX_TTL
+}
+fn default_max_negative_ttl() -> u32 {
+    DEFAULT_MAX_NEGATIVE_TTL
+}
+fn default_stale_answer_after() -> Duration {
+    Duration::from_millis(DEFAULT_STALE_ANSWER_AFTER_MS)
+}
+fn default_max_stale() -> Duration {
+    Duration::from_secs(DEFAULT_MAX_STALE_S)
+}
 fn default_padding() -> Spanned<String> {
     Spanned::new(0..0, DEFAULT_PADDING.to_owned())
 }
@@ -84,6 +112,7 @@ pub(super) struct RawConfig {
     pub listen: RawListen,
     pub forward: RawForward,
     pub upstream: Vec<RawUpstream>,
+    pub cache: RawCache,
     pub padding: RawPadding,
     pub log: RawLog,
 }
@@ -156,6 +185,39 @@ pub(super) struct RawUpstream {
     pub ca_file: Option<Spanned<String>>,
 }
 
+/// `[cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub enabled: bool,
+    pub max_bytes: usize,
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    pub max_negative_ttl: u32,
+    pub serve_stale: bool,
+    #[serde(rename = "stale_answer_after_ms", with = "millis")]
+    pub stale_answer_after: Duration,
+    #[serde(rename = "max_stale_s", with = "seconds")]
+    pub max_stale: Duration,
+    pub prefetch: bool,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            enabled: default_true(),
+            max_bytes: default_cache_max_bytes(),
+            min_ttl: 0,
+            max_ttl: default_max_ttl(),
+            max_negative_ttl: default_max_negative_ttl(),
+            serve_stale: default_true(),
+            stale_answer_after: default_stale_answer_after(),
+            max_stale: default_max_stale(),
+            prefetch: default_true(),
+        }
+    }
+}
+
 /// `[padding]`.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -218,6 +280,17 @@ mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+/// Whole seconds in TOML, a `Duration` in Rust.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
     }
 }
 

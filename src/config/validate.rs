@@ -13,10 +13,10 @@ use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use toml::Spanned;
 
 use super::{
-    Config, ConfigError, ForwardConfig, ListenConfig, Problem, Roots, UpstreamConfig,
-    schema::{DEFAULT_DOT_PORT, RawConfig, RawForward, RawListen, RawUpstream},
+    CacheConfig, Config, ConfigError, ForwardConfig, ListenConfig, Problem, Roots, UpstreamConfig,
+    schema::{DEFAULT_DOT_PORT, RawCache, RawConfig, RawForward, RawListen, RawUpstream},
 };
-use crate::{padding::PaddingPolicy, upstream::SpkiPin};
+use crate::{cache::Limits, padding::PaddingPolicy, upstream::SpkiPin};
 
 /// Smallest `max_udp_size`: every DNS client accepts 512 (RFC 1035 §4.2.1).
 const MIN_UDP_SIZE: u16 = 512;
@@ -32,6 +32,14 @@ const MAX_CONNECTIONS: usize = 64;
 /// queries together then hold at most 8,192 of the 65,536 message IDs, so
 /// a free random ID is found at once.
 const MAX_PER_CONNECTION: usize = 4096;
+/// Smallest cache: room for a largest message or so.
+const MIN_CACHE_BYTES: usize = 64 * 1024;
+/// Largest cache: 64 GiB.
+const MAX_CACHE_BYTES: usize = 64 << 30;
+/// Longest TTL kept: RFC 2181 §8 allows 2^31 - 1, but a week is plenty.
+const MAX_TTL: u32 = 604_800;
+/// Longest stale window: a week (RFC 8767 §5 suggests 1 to 3 days).
+const MAX_STALE: Duration = Duration::from_secs(604_800);
 
 /// Collects problems while the tables are checked.
 struct Checker<'a> {
@@ -80,6 +88,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, origin: &str) -> Result<Confi
     let listen = check_listen(&mut checker, raw.listen);
     let forward = check_forward(&mut checker, raw.forward);
     let upstreams = check_upstreams(&mut checker, raw.upstream);
+    let cache = check_cache(&mut checker, raw.cache);
     let padding = raw
         .padding
         .queries
@@ -95,6 +104,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, origin: &str) -> Result<Confi
             listen,
             forward,
             upstreams,
+            cache,
             padding,
             log: raw.log.level,
         })
@@ -174,6 +184,58 @@ fn check_forward(checker: &mut Checker<'_>, raw: RawForward) -> ForwardConfig {
             per_connection,
             MAX_PER_CONNECTION,
         ),
+    }
+}
+
+fn check_cache(checker: &mut Checker<'_>, raw: RawCache) -> CacheConfig {
+    let max_bytes = checker
+        .count("cache.max_bytes", raw.max_bytes, MAX_CACHE_BYTES)
+        .get();
+    if max_bytes < MIN_CACHE_BYTES {
+        let message = format!("expected at least {MIN_CACHE_BYTES} (64 KiB), found {max_bytes}");
+        checker.report("cache.max_bytes", None, message);
+    }
+    if raw.min_ttl > raw.max_ttl {
+        let (min, max) = (raw.min_ttl, raw.max_ttl);
+        checker.report(
+            "cache.min_ttl",
+            None,
+            format!("expected at most max_ttl ({max}), found {min}"),
+        );
+    }
+    if raw.max_ttl > MAX_TTL {
+        checker.report(
+            "cache.max_ttl",
+            None,
+            format!("expected at most {MAX_TTL}, found {}", raw.max_ttl),
+        );
+    }
+    if raw.max_negative_ttl > MAX_TTL {
+        let found = raw.max_negative_ttl;
+        checker.report(
+            "cache.max_negative_ttl",
+            None,
+            format!("expected at most {MAX_TTL}, found {found}"),
+        );
+    }
+    let stale_after = checker.duration(
+        "cache.stale_answer_after_ms",
+        raw.stale_answer_after,
+        MAX_TIMEOUT,
+    );
+    let max_stale = checker.duration("cache.max_stale_s", raw.max_stale, MAX_STALE);
+    CacheConfig {
+        enabled: raw.enabled,
+        max_bytes,
+        limits: Limits {
+            min_ttl: raw.min_ttl,
+            max_ttl: raw.max_ttl,
+            max_negative_ttl: raw.max_negative_ttl,
+        },
+        serve_stale: raw.serve_stale,
+        stale_answer_after: stale_after,
+        max_stale,
+        prefetch: raw.prefetch,
     }
 }
 

@@ -3,10 +3,12 @@
 //! spelling of the name, its own OPT record, and TC=1 when it does not fit.
 
 use super::{
-    HEADER_LEN, Header, HeaderMut, OptRecord, Query, Question, Sections, WireError, Writer,
-    find_opt, flag,
+    HEADER_LEN, Header, HeaderMut, OptRecord, Query, Question, RecordSpan, Records, Section,
+    Sections, WireError, Writer, find_opt, flag,
     opt::{OPT_FIXED_LEN, option_code, write_opt},
+    read_ttl,
     reply::{ReplyEdns, ShortReply},
+    write_ttl,
     writer::Overflow,
 };
 
@@ -18,6 +20,16 @@ pub enum Transport {
     Udp,
     /// Plain TCP: any size up to 65,535 octets.
     Tcp,
+}
+
+/// What [`Answer::write_for_client`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Length of the reply.
+    pub len: usize,
+    /// Whether the whole stored message was copied, at the same offsets:
+    /// false for a truncated (TC=1) or substituted reply.
+    pub whole: bool,
 }
 
 /// Facts about the upstream's OPT record that belong to the connection,
@@ -109,6 +121,32 @@ impl Answer {
         self.rcode
     }
 
+    /// Whether the upstream set TC: such an answer is incomplete.
+    pub fn is_truncated(&self) -> bool {
+        Header::parse(&self.message).is_ok_and(|header| header.has(flag::TC))
+    }
+
+    /// Octets of Extended DNS Error options passed on to clients.
+    pub fn options_len(&self) -> usize {
+        self.options.len()
+    }
+
+    /// Sets each record's TTL to what `ttl` returns for it, in place;
+    /// `ttl` sees the section, the record and its current TTL.
+    pub fn rewrite_ttls(
+        &mut self,
+        mut ttl: impl FnMut(Section, &RecordSpan, u32) -> u32,
+    ) -> Result<(), WireError> {
+        let spans: Vec<(Section, RecordSpan)> =
+            Records::new(&self.message)?.collect::<Result<_, _>>()?;
+        for (section, span) in spans {
+            let offset = span.ttl_offset();
+            let current = read_ttl(&self.message, offset).ok_or(WireError::Short)?;
+            write_ttl(&mut self.message, offset, ttl(section, &span, current));
+        }
+        Ok(())
+    }
+
     /// The longest reply [`Answer::write_for_client`] can write.
     pub fn max_client_len(&self) -> usize {
         (self.message.len() + OPT_FIXED_LEN + self.options.len()).max(super::reply::MAX_SHORT_REPLY)
@@ -119,21 +157,22 @@ impl Answer {
         &self.message
     }
 
-    /// Writes this answer for the client whose query is `query` and returns
-    /// the reply's length. `udp_size` is dotstub's own UDP payload limit,
-    /// advertised in the reply and used to cap what a UDP client may ask.
+    /// Writes this answer for the client whose query is `query`. `udp_size`
+    /// is dotstub's own UDP payload limit, advertised in the reply and used
+    /// to cap what a UDP client may ask.
     pub fn write_for_client(
         &self,
         query: &Query<'_>,
         transport: Transport,
         udp_size: u16,
         out: &mut [u8],
-    ) -> Result<usize, Overflow> {
+    ) -> Result<Written, Overflow> {
         let client_edns = query.edns();
         let extended_rcode = (self.rcode >> 4) as u8;
         if client_edns.is_none() && extended_rcode != 0 {
             // An extended RCODE cannot be said without OPT (RFC 6891 §6.1.3).
-            return super::reply::write_servfail(query, (0, ""), udp_size, out);
+            let len = super::reply::write_servfail(query, (0, ""), udp_size, out)?;
+            return Ok(Written { len, whole: false });
         }
         let limit = match transport {
             Transport::Tcp => super::MAX_MESSAGE_LEN,
@@ -148,7 +187,8 @@ impl Answer {
             extended_error: None,
         });
         if self.message.len() + opt_len > limit {
-            return self.write_truncated(query, edns, out);
+            let len = self.write_truncated(query, edns, out)?;
+            return Ok(Written { len, whole: false });
         }
         let mut w = Writer::new(out);
         w.put(&self.message)?;
@@ -171,7 +211,10 @@ impl Answer {
             .set_id(query.id())
             .set_flags(client_flags(&header, query))
             .set_arcount(arcount);
-        Ok(w.len())
+        Ok(Written {
+            len: w.len(),
+            whole: true,
+        })
     }
 
     /// The header and question alone, TC=1, so the client retries over TCP
@@ -259,10 +302,14 @@ mod tests {
     fn write(answer: &Answer, client: &[u8], transport: Transport) -> Message {
         let query = Query::parse(client).unwrap();
         let mut out = vec![0u8; 65_535];
-        let len = answer
+        let written = answer
             .write_for_client(&query, transport, 1232, &mut out)
             .unwrap();
-        Message::from_vec(&out[..len]).unwrap()
+        let reply = Message::from_vec(&out[..written.len]).unwrap();
+        let substituted =
+            reply.metadata.truncation || reply.metadata.response_code == ResponseCode::ServFail;
+        assert_eq!(written.whole, !substituted);
+        reply
     }
 
     #[test]

@@ -22,14 +22,18 @@ mod name;
 mod opt;
 mod query;
 pub mod reply;
+mod ttl;
 mod upstream_query;
 mod writer;
 
-pub use answer::{Answer, Transport, UpstreamEdns};
+pub use answer::{Answer, Transport, UpstreamEdns, Written};
 pub use header::{Header, HeaderMut, Rcode, flag};
 pub use name::{NameDisplay, skip_name};
 pub use opt::{EdnsOptions, OptRecord, option_code};
+#[cfg(test)]
+pub(crate) use query::tests::query_bytes;
 pub use query::{ClientEdns, Query, QueryError, Question};
+pub use ttl::{Records, Section, read_ttl, write_ttl};
 pub use upstream_query::{UPSTREAM_UDP_SIZE, UpstreamQuestion, write_upstream_query};
 pub use writer::{Overflow, Writer};
 

@@ -1,0 +1,410 @@
+//! From a client's packet to the reply bytes.
+//!
+//! [`Resolver::answer_now`] is the hot path: parse, look up the cache,
+//! write the answer (or an error reply) for this client, with no heap
+//! allocation and no await. Everything else is [`Resolver::answer_later`]:
+//! join an identical question in flight or ask upstream, serve stale
+//! answers when upstreams fail or are slow (RFC 8767), and refresh popular
+//! answers before they expire.
+//!
+//! Every accepted query gets a reply within `forward.timeout_ms`: an
+//! answer, a stale answer, or SERVFAIL with an Extended DNS Error.
+
+mod coalesce;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, debug_span};
+
+use self::coalesce::{InFlight, Outcome, Role};
+use crate::{
+    cache::{Cache, Clock, Entry, KeyBuf, Lookup, Millis},
+    config::Config,
+    metrics::Metrics,
+    upstream::{Pool, UpstreamError},
+    wire::{
+        Answer, NameDisplay, Query, QueryError, Transport, UpstreamQuestion, Written,
+        reply::{self, MAX_SHORT_REPLY, ede},
+    },
+};
+
+/// An upstream's answer to one question, shared by every client that asked it.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The answer, written per client.
+    pub answer: Answer,
+    /// Index of the upstream that answered.
+    pub upstream: usize,
+    /// Whether the upstream padded its answer.
+    pub padded: bool,
+    /// Size of the upstream's answer on the wire.
+    pub len: usize,
+    /// Round-trip time of the exchange that produced it.
+    pub rtt: Duration,
+}
+
+/// Why a question got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The deadline passed before any upstream answered.
+    #[error("{}", self.as_str())]
+    Timeout,
+    /// Every upstream failed (refused, TLS, protocol error).
+    #[error("{}", self.as_str())]
+    Unreachable,
+}
+
+impl ResolveError {
+    /// What happened, also sent to EDNS clients as EDE EXTRA-TEXT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "no upstream answered within the timeout",
+            Self::Unreachable => "every upstream failed",
+        }
+    }
+}
+
+/// What [`Resolver::answer_now`] could do without waiting.
+#[derive(Debug)]
+pub enum Immediate {
+    /// A reply of this length is in the buffer.
+    Reply(usize),
+    /// Send nothing.
+    Drop,
+    /// The query needs upstream; an expired answer that may stand in for
+    /// a fresh one comes along.
+    Forward(Option<Arc<Entry>>),
+}
+
+/// How the resolver answers, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Budget of one client query.
+    pub timeout: Duration,
+    /// Largest UDP answer, advertised to clients.
+    pub max_udp_size: u16,
+    /// How long a client with a stale answer waits for a fresh one;
+    /// `None` when serve-stale is off.
+    pub stale_answer_after: Option<Duration>,
+}
+
+impl Settings {
+    /// The settings in `config`.
+    pub fn from_config(config: &Config) -> Self {
+        let cache = &config.cache;
+        Self {
+            timeout: config.forward.timeout,
+            max_udp_size: config.listen.max_udp_size,
+            stale_answer_after: (cache.enabled && cache.serve_stale)
+                .then_some(cache.stale_answer_after),
+        }
+    }
+}
+
+/// Answers client queries from the cache and through the upstream pool.
+#[derive(Debug)]
+pub struct Resolver {
+    pool: Pool,
+    cache: Option<Cache>,
+    in_flight: InFlight,
+    clock: Clock,
+    settings: Settings,
+    /// Refreshes that outlive the query that started them.
+    background: TaskTracker,
+    metrics: Arc<Metrics>,
+}
+
+impl Resolver {
+    /// A resolver forwarding through `pool`, caching in `cache` when given.
+    pub fn new(
+        pool: Pool,
+        cache: Option<Cache>,
+        settings: Settings,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let in_flight = InFlight::default();
+        let background = TaskTracker::new();
+        Self {
+            pool,
+            cache,
+            in_flight,
+            clock,
+            settings,
+            background,
+            metrics,
+        }
+    }
+
+    /// The upstream pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The cache, when enabled.
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+
+    /// The cache clock's time: read once per batch of received queries.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Background refreshes still running.
+    pub fn background(&self) -> &TaskTracker {
+        &self.background
+    }
+
+    /// Writes into `out` what can be answered without waiting: a cached
+    /// answer or an error reply. No heap allocation, except to start a
+    /// prefetch once per nearly expired answer, and to grow `out` when its
+    /// capacity is short of the reply (the UDP listener's never is).
+    pub fn answer_now(
+        self: &Arc<Self>,
+        packet: &[u8],
+        transport: Transport,
+        now: Millis,
+        out: &mut Vec<u8>,
+    ) -> Immediate {
+        let query = match Query::parse(packet) {
+            Ok(query) => query,
+            Err(error) => return self.refuse(packet, error, out),
+        };
+        let Some(cache) = &self.cache else {
+            return Immediate::Forward(None);
+        };
+        let entry = match cache.lookup(KeyBuf::of(&query).as_bytes(), now) {
+            Lookup::Fresh(entry) => entry,
+            Lookup::Prefetch(entry) => {
+                self.prefetch(packet);
+                entry
+            }
+            Lookup::Stale(entry) => return Immediate::Forward(Some(entry)),
+            Lookup::Miss => return Immediate::Forward(None),
+        };
+        out.resize(entry.answer().max_client_len(), 0);
+        match entry.write(&query, transport, self.settings.max_udp_size, now, out) {
+            Ok(written) => Immediate::Reply(self.count_written(written)),
+            Err(_) => Immediate::Drop,
+        }
+    }
+
+    /// Answers what [`Resolver::answer_now`] forwarded: from upstream, or
+    /// from `stale` when upstreams fail or are slower than
+    /// `stale_answer_after_ms`.
+    pub async fn answer_later(
+        self: &Arc<Self>,
+        packet: &[u8],
+        transport: Transport,
+        stale: Option<Arc<Entry>>,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let query = Query::parse(packet).ok()?;
+        if query.edns().is_some_and(|edns| edns.client_subnet) {
+            self.metrics.server.client_subnet_stripped.inc();
+        }
+        let question = query.question();
+        let span =
+            debug_span!("query", qname = %NameDisplay(question.name()), qtype = question.qtype());
+        let outcome = match (stale, self.settings.stale_answer_after) {
+            (Some(stale), Some(wait)) => {
+                self.fresh_or_stale(packet, stale, wait)
+                    .instrument(span.clone())
+                    .await
+            }
+            _ => Fresh(self.resolve(&query).instrument(span.clone()).await),
+        };
+        // Nothing below awaits, so the span can simply be entered.
+        let _entered = span.enter();
+        self.write_outcome(&query, transport, outcome, out)
+    }
+
+    /// The whole path for one client message: [`Resolver::answer_now`],
+    /// then [`Resolver::answer_later`] when needed. Returns the reply's
+    /// length in `out`, or `None` to send nothing.
+    pub async fn reply(
+        self: &Arc<Self>,
+        packet: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        match self.answer_now(packet, transport, self.now(), out) {
+            Immediate::Reply(len) => Some(len),
+            Immediate::Drop => None,
+            Immediate::Forward(stale) => self.answer_later(packet, transport, stale, out).await,
+        }
+    }
+
+    /// Answers `query` from upstream, sharing the exchange with identical
+    /// questions already in flight; the leader stores the answer in the
+    /// cache. Only an answer is shared: when the exchange it joined fails,
+    /// a query with time left asks again itself.
+    pub async fn resolve(&self, query: &Query<'_>) -> Result<Arc<Resolved>, ResolveError> {
+        let deadline = Instant::now() + self.settings.timeout;
+        let key = KeyBuf::of(query);
+        let mut joined = false;
+        loop {
+            let mut follow = match self.in_flight.lead_or_join(key.as_bytes()) {
+                Role::Lead(leader) => {
+                    let outcome = self.forward(query, deadline).await;
+                    if let (Ok(resolved), Some(cache)) = (&outcome, &self.cache) {
+                        cache.insert(leader.key(), &resolved.answer, self.clock.now());
+                    }
+                    leader.publish(&outcome);
+                    return outcome;
+                }
+                Role::Follow(follow) => follow,
+            };
+            if !joined {
+                self.metrics.server.coalesced.inc();
+                joined = true;
+            }
+            let waited =
+                tokio::time::timeout_at(deadline.into(), follow.wait_for(Option::is_some)).await;
+            match waited {
+                Ok(Ok(shared)) => {
+                    if let Some(Ok(resolved)) = shared.as_ref() {
+                        return Ok(Arc::clone(resolved));
+                    }
+                }
+                Ok(Err(_leader_cancelled)) => {}
+                Err(_elapsed) => return Err(ResolveError::Timeout),
+            }
+        }
+    }
+
+    async fn forward(&self, query: &Query<'_>, deadline: Instant) -> Outcome {
+        let question = UpstreamQuestion {
+            question: *query.question(),
+            dnssec_ok: query.dnssec_ok(),
+            checking_disabled: query.checking_disabled(),
+        };
+        let exchange =
+            tokio::time::timeout_at(deadline.into(), self.pool.exchange(&question, deadline))
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout));
+        match exchange {
+            Ok(exchange) => Ok(Arc::new(Resolved {
+                answer: exchange.reply.answer,
+                upstream: exchange.upstream,
+                padded: exchange.reply.padded,
+                len: exchange.reply.len,
+                rtt: exchange.reply.rtt,
+            })),
+            Err(UpstreamError::Timeout | UpstreamError::Busy) => Err(ResolveError::Timeout),
+            Err(_) => Err(ResolveError::Unreachable),
+        }
+    }
+
+    //---- Serve-stale and prefetch ----
+
+    /// Races a fresh resolution against `wait`: the fresh answer when it
+    /// comes in time, else `stale`. The resolution runs in the background
+    /// either way, so the cache is refreshed for the next client.
+    async fn fresh_or_stale(
+        self: &Arc<Self>,
+        packet: &[u8],
+        stale: Arc<Entry>,
+        wait: Duration,
+    ) -> Answered {
+        let mut refresh = self.spawn_refresh(packet);
+        let raced = tokio::time::timeout(wait, &mut refresh).await;
+        match raced {
+            Ok(Ok(Ok(resolved))) => Fresh(Ok(resolved)),
+            _ => Stale(stale),
+        }
+    }
+
+    /// Refreshes a nearly expired answer in the background.
+    fn prefetch(self: &Arc<Self>, packet: &[u8]) {
+        drop(self.spawn_refresh(packet));
+    }
+
+    /// Resolves `packet` again in a task of its own, which stores the
+    /// answer in the cache whoever waits for it.
+    fn spawn_refresh(self: &Arc<Self>, packet: &[u8]) -> tokio::task::JoinHandle<Outcome> {
+        let resolver = Arc::clone(self);
+        let packet = packet.to_vec();
+        self.background.spawn(async move {
+            let query = Query::parse(&packet).map_err(|_| ResolveError::Unreachable)?;
+            resolver.resolve(&query).await
+        })
+    }
+
+    //---- Writing replies ----
+
+    fn write_outcome(
+        &self,
+        query: &Query<'_>,
+        transport: Transport,
+        outcome: Answered,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let udp_size = self.settings.max_udp_size;
+        let written = match outcome {
+            Fresh(Ok(resolved)) => {
+                let (rcode, rtt) = (resolved.answer.rcode(), resolved.rtt);
+                debug!(upstream = resolved.upstream, rcode, ?rtt, "answered");
+                out.resize(resolved.answer.max_client_len(), 0);
+                resolved
+                    .answer
+                    .write_for_client(query, transport, udp_size, out)
+                    .ok()?
+            }
+            Stale(entry) => {
+                debug!("answered stale");
+                self.metrics.cache.stale_served.inc();
+                out.resize(entry.answer().max_client_len(), 0);
+                entry.write_stale(query, transport, udp_size, out).ok()?
+            }
+            Fresh(Err(error)) => {
+                debug!(%error, "answering SERVFAIL");
+                self.metrics.server.servfail.inc();
+                out.resize(MAX_SHORT_REPLY, 0);
+                let reason = (ede::NO_REACHABLE_AUTHORITY, error.as_str());
+                let len = reply::write_servfail(query, reason, udp_size, out).ok()?;
+                return Some(len);
+            }
+        };
+        Some(self.count_written(written))
+    }
+
+    fn count_written(&self, written: Written) -> usize {
+        if !written.whole {
+            self.metrics.server.truncated.inc();
+        }
+        written.len
+    }
+
+    fn refuse(&self, packet: &[u8], error: QueryError, out: &mut Vec<u8>) -> Immediate {
+        let server = &self.metrics.server;
+        match error {
+            QueryError::TooShort => server.dropped_short.inc(),
+            QueryError::NotAQuery => server.dropped_responses.inc(),
+            QueryError::Malformed => server.formerr.inc(),
+            QueryError::UnsupportedOpcode => server.notimp.inc(),
+            QueryError::BadEdnsVersion => server.badvers.inc(),
+            QueryError::ZoneTransfer => server.refused.inc(),
+        }
+        out.resize(MAX_SHORT_REPLY, 0);
+        match reply::write_refusal(packet, error, self.settings.max_udp_size, out) {
+            Some(len) => Immediate::Reply(len),
+            None => Immediate::Drop,
+        }
+    }
+}
+
+/// Where an answer came from.
+enum Answered {
+    /// From upstream, or why not.
+    Fresh(Outcome),
+    /// From the cache, expired.
+    Stale(Arc<Entry>),
+}
+
+use Answered::{Fresh, Stale};
