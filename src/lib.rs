@@ -64,6 +64,9 @@ pub enum RunError {
     /// TLS could not be set up for an upstream.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// A UDP worker thread could not be started.
+    #[error("cannot start a UDP worker thread")]
+    Thread(#[source] std::io::Error),
 }
 
 /// A resolver with its sockets bound, ready to serve.
@@ -90,7 +93,7 @@ impl Server {
             config.upstreams.iter().map(|u| u.label.as_str()),
         ));
         let pool = Pool::new(&config, &metrics, key_log)?;
-        let listeners = Listeners::bind(&config.listen)?;
+        let listeners = Listeners::bind(&config.listen, config.listen.udp_workers.get())?;
         if key_log {
             warn!(
                 "{KEY_LOG_ENV} is set: TLS secrets are being written to that file, and anyone \
@@ -135,8 +138,11 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting queries and
     /// gives those in flight the query timeout to be answered.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
         let token = CancellationToken::new();
+        // Dropped before it finishes (its runtime went away), `run` still
+        // stops the UDP worker threads, which live outside any runtime.
+        let _stop_on_drop = token.clone().drop_guard();
         let tracker = TaskTracker::new();
         let listen = &self.config.listen;
         let context = Context {
@@ -155,7 +161,10 @@ impl Server {
             "dotstub started"
         );
         self.warn_about_weak_settings();
-        self.listeners.serve(context, &tracker);
+        if let Err(error) = self.listeners.serve(context, &tracker) {
+            token.cancel();
+            return Err(RunError::Thread(error));
+        }
         shutdown.await;
         info!("shutting down: no new queries, answering those in flight");
         token.cancel();
@@ -168,6 +177,7 @@ impl Server {
             warn!("queries still in flight at shutdown were dropped");
         }
         info!("dotstub stopped");
+        Ok(())
     }
 }
 

@@ -103,8 +103,10 @@ fn run(args: &Args) -> ExitCode {
         Err(error @ RunError::Config(_)) => return report(&error, EXIT_CONFIG),
         Err(error) => return report(&error, EXIT_FAILURE),
     };
-    runtime.block_on(server.run(shutdown_signal()));
-    ExitCode::SUCCESS
+    match runtime.block_on(server.run(shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report(&error, EXIT_FAILURE),
+    }
 }
 
 /// The configuration named by `--config`, or the embedded one, with

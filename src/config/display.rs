@@ -26,6 +26,7 @@ impl fmt::Display for ListenConfig {
         let addresses = quoted(self.addresses.iter());
         writeln!(f, "[listen]\naddresses = [{addresses}]")?;
         writeln!(f, "max_udp_size = {}", self.max_udp_size)?;
+        writeln!(f, "udp_workers = {}", self.udp_workers)?;
         let idle = self.tcp_idle_timeout.as_millis();
         writeln!(f, "tcp_idle_timeout_ms = {idle}")?;
         writeln!(f, "max_tcp_connections = {}", self.max_tcp_connections)?;

@@ -80,6 +80,8 @@ pub struct ListenConfig {
     pub addresses: Vec<SocketAddr>,
     /// Largest UDP answer sent and the size advertised to clients.
     pub max_udp_size: u16,
+    /// UDP sockets (and worker threads) per address.
+    pub udp_workers: NonZeroUsize,
     /// A TCP client connection with nothing to read or answer for this long is closed.
     pub tcp_idle_timeout: Duration,
     /// TCP client connections open at once; more are refused and counted.

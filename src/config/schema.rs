@@ -17,6 +17,8 @@ use super::{ConfigError, Problem};
 pub const DEFAULT_LISTEN: [&str; 2] = ["127.0.0.1:5453", "[::1]:5453"];
 /// DNS flag day 2020: answers up to 1232 octets avoid IP fragmentation.
 pub const DEFAULT_MAX_UDP_SIZE: u16 = 1232;
+/// 0: one UDP worker per CPU.
+pub const DEFAULT_UDP_WORKERS: usize = 0;
 /// RFC 7766 §6.2.3 leaves it to the server; 10 s frees idle clients quickly.
 pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
 /// Enough for a busy home network, small enough for a 64 MB router.
@@ -123,6 +125,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawListen {
     pub addresses: Vec<Spanned<String>>,
     pub max_udp_size: u16,
+    pub udp_workers: usize,
     #[serde(rename = "tcp_idle_timeout_ms", with = "millis")]
     pub tcp_idle_timeout: Duration,
     pub max_tcp_connections: usize,
@@ -135,6 +138,7 @@ impl Default for RawListen {
         Self {
             addresses: default_listen(),
             max_udp_size: default_max_udp_size(),
+            udp_workers: DEFAULT_UDP_WORKERS,
             tcp_idle_timeout: default_tcp_idle_timeout(),
             max_tcp_connections: default_max_tcp_connections(),
             max_queries_per_tcp_connection: default_max_queries_per_tcp_connection(),

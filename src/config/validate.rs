@@ -26,6 +26,8 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_IDLE: Duration = Duration::from_secs(3600);
 /// Most TCP clients, and most client queries in flight.
 const MAX_CLIENTS: usize = 65_536;
+/// Most UDP workers per address; also the cap when counting CPUs.
+const MAX_UDP_WORKERS: usize = 64;
 /// Most connections to one upstream.
 const MAX_CONNECTIONS: usize = 64;
 /// Most queries in flight on one upstream connection. Live and abandoned
@@ -144,9 +146,16 @@ fn check_listen(checker: &mut Checker<'_>, raw: RawListen) -> ListenConfig {
         );
     }
     let idle = checker.duration("listen.tcp_idle_timeout_ms", raw.tcp_idle_timeout, MAX_IDLE);
+    let udp_workers = match raw.udp_workers {
+        0 => std::thread::available_parallelism()
+            .map_or(1, NonZeroUsize::get)
+            .min(MAX_UDP_WORKERS),
+        workers => workers,
+    };
     ListenConfig {
         addresses,
         max_udp_size: raw.max_udp_size.max(MIN_UDP_SIZE),
+        udp_workers: checker.count("listen.udp_workers", udp_workers, MAX_UDP_WORKERS),
         tcp_idle_timeout: idle,
         max_tcp_connections: checker.count(
             "listen.max_tcp_connections",

@@ -1,8 +1,10 @@
-//! Where clients reach dotstub: a UDP socket and a TCP listener on each
+//! Where clients reach dotstub: UDP sockets and a TCP listener on each
 //! configured address, bound before serving so that bind errors come out
 //! at start-up with a clear reason, and so tests can bind port 0.
 //!
-//! `udp` and `tcp` hold the serving loops; both hand each query to the
+//! `udp` runs one worker thread per UDP socket (SO_REUSEPORT), each on a
+//! single-threaded runtime of its own: the cache-hit path never leaves its
+//! thread. `tcp` runs on the main runtime. Both hand each query to the
 //! [`Resolver`] and never let one client's query block another's.
 
 mod tcp;
@@ -11,10 +13,7 @@ mod udp;
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::{
-    net::{TcpListener, UdpSocket},
-    sync::Semaphore,
-};
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{config::ListenConfig, metrics::Metrics, resolver::Resolver};
@@ -76,43 +75,59 @@ fn hint(address: SocketAddr, source: &io::Error) -> &'static str {
     }
 }
 
-/// The bound sockets, one UDP and one TCP per configured address.
+/// The bound sockets: per configured address, one TCP listener and one
+/// UDP socket per UDP worker, all on the same port.
 #[derive(Debug)]
 pub struct Listeners {
-    pairs: Vec<(UdpSocket, TcpListener)>,
+    endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    /// Bound with SO_REUSEPORT, so the kernel spreads clients over them.
+    udp: Vec<std::net::UdpSocket>,
+    tcp: TcpListener,
 }
 
 impl Listeners {
-    /// Binds every address of `config`. Port 0 picks one port free for
-    /// both UDP and TCP.
-    pub fn bind(config: &ListenConfig) -> Result<Self, BindError> {
-        let pairs = config
+    /// Binds every address of `config`, with `udp_workers` UDP sockets on
+    /// each. Port 0 picks one port free for both UDP and TCP. Call it
+    /// inside a tokio runtime: the TCP listeners register with its reactor.
+    pub fn bind(config: &ListenConfig, udp_workers: usize) -> Result<Self, BindError> {
+        let endpoints = config
             .addresses
             .iter()
-            .map(|&address| bind_pair(address))
+            .map(|&address| bind_endpoint(address, udp_workers.max(1)))
             .collect::<Result<_, _>>()?;
-        Ok(Self { pairs })
+        Ok(Self { endpoints })
     }
 
     /// The bound addresses, in configured order (UDP and TCP share each).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.pairs
+        self.endpoints
             .iter()
-            .filter_map(|(udp, _)| udp.local_addr().ok())
+            .filter_map(|e| e.tcp.local_addr().ok())
             .collect()
     }
 
-    /// Serves until `shutdown` is cancelled, spawning every task on `tracker`.
-    pub(crate) fn serve(self, context: Context, tracker: &TaskTracker) {
+    /// Serves until `context.shutdown` is cancelled: TCP on the current
+    /// runtime, each UDP socket on a worker thread of its own. Everything
+    /// started is tracked by `tracker`.
+    pub(crate) fn serve(self, context: Context, tracker: &TaskTracker) -> io::Result<()> {
         let context = Arc::new(context);
-        for (udp, tcp) in self.pairs {
-            tracker.spawn(udp::serve(
-                Arc::new(udp),
+        let mut worker = 0;
+        for endpoint in self.endpoints {
+            tracker.spawn(tcp::serve(
+                endpoint.tcp,
                 Arc::clone(&context),
                 tracker.clone(),
             ));
-            tracker.spawn(tcp::serve(tcp, Arc::clone(&context), tracker.clone()));
+            for socket in endpoint.udp {
+                udp::spawn_worker(worker, socket, Arc::clone(&context), tracker)?;
+                worker += 1;
+            }
         }
+        Ok(())
     }
 }
 
@@ -131,10 +146,20 @@ pub(crate) struct Context {
     pub shutdown: CancellationToken,
 }
 
-fn bind_pair(address: SocketAddr) -> Result<(UdpSocket, TcpListener), BindError> {
+fn bind_endpoint(address: SocketAddr, udp_workers: usize) -> Result<Endpoint, BindError> {
+    // A lone socket does without SO_REUSEPORT, so nothing can join it.
+    let shared = udp_workers > 1;
+    let bind_udp_group = |address| -> Result<Vec<_>, BindError> {
+        (0..udp_workers)
+            .map(|_| bind_udp(address, shared))
+            .collect()
+    };
     if address.port() != 0 {
         let tcp = bind_tcp(address)?;
-        return Ok((bind_udp(address)?, tcp));
+        return Ok(Endpoint {
+            udp: bind_udp_group(address)?,
+            tcp,
+        });
     }
     let mut last = None;
     for _ in 0..PORT_ZERO_ATTEMPTS {
@@ -147,8 +172,8 @@ fn bind_pair(address: SocketAddr) -> Result<(UdpSocket, TcpListener), BindError>
                 source,
             })?
             .port();
-        match bind_udp(SocketAddr::new(address.ip(), port)) {
-            Ok(udp) => return Ok((udp, tcp)),
+        match bind_udp_group(SocketAddr::new(address.ip(), port)) {
+            Ok(udp) => return Ok(Endpoint { udp, tcp }),
             Err(error) => last = Some(error),
         }
     }
@@ -173,13 +198,17 @@ fn new_socket(address: SocketAddr, proto: Proto) -> io::Result<Socket> {
     Ok(socket)
 }
 
-fn bind_udp(address: SocketAddr) -> Result<UdpSocket, BindError> {
+fn bind_udp(address: SocketAddr, shared: bool) -> Result<std::net::UdpSocket, BindError> {
     let bind = || {
         let socket = new_socket(address, Proto::Udp)?;
         // Best effort: a smaller buffer only means drops under bursts.
         let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+        // One socket per UDP worker on the same address: the kernel spreads
+        // clients over them, and no two workers share a queue. The TCP
+        // listener, bound first without it, keeps a second dotstub out.
+        socket.set_reuse_port(shared)?;
         socket.bind(&address.into())?;
-        UdpSocket::from_std(socket.into())
+        Ok(socket.into())
     };
     bind().map_err(|source| BindError {
         address,
@@ -244,14 +273,21 @@ mod tests {
                 "127.0.0.2:0".parse().unwrap(),
             ],
             max_udp_size: 1232,
+            udp_workers: std::num::NonZeroUsize::MIN,
             tcp_idle_timeout: Duration::from_secs(1),
             max_tcp_connections: std::num::NonZeroUsize::MIN,
             max_queries_per_tcp_connection: std::num::NonZeroUsize::MIN,
             max_queries_in_flight: std::num::NonZeroUsize::MIN,
         };
-        let listeners = Listeners::bind(&config).unwrap();
-        for (udp, tcp) in &listeners.pairs {
-            assert_eq!(udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        let listeners = Listeners::bind(&config, 3).unwrap();
+        for endpoint in &listeners.endpoints {
+            assert_eq!(endpoint.udp.len(), 3);
+            for udp in &endpoint.udp {
+                assert_eq!(
+                    udp.local_addr().unwrap(),
+                    endpoint.tcp.local_addr().unwrap()
+                );
+            }
         }
         assert_eq!(listeners.local_addrs().len(), 2);
     }

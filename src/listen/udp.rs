@@ -1,13 +1,14 @@
-//! The UDP front end: one receive loop per socket. Cached answers and
-//! error replies are written and sent inline, with buffers allocated once;
-//! a query that needs upstream gets its own task, so a slow upstream never
-//! holds up the next client.
+//! The UDP front end: one worker thread per socket, each running a
+//! single-threaded runtime of its own. Cached answers and error replies
+//! are written and sent inline, with buffers allocated once, without
+//! leaving the thread; a query that needs upstream becomes a task on the
+//! main runtime, so a slow upstream never holds up the next client.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{io, net::SocketAddr, sync::Arc};
 
-use tokio::net::UdpSocket;
+use tokio::{net::UdpSocket, runtime::Handle};
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 use super::Context;
 use crate::{
@@ -16,16 +17,73 @@ use crate::{
     wire::{MAX_MESSAGE_LEN, Transport},
 };
 
-/// Receives queries on `socket` until shutdown.
-pub(super) async fn serve(socket: Arc<UdpSocket>, context: Arc<Context>, tracker: TaskTracker) {
+/// Starts worker `index`: a thread serving `socket` until shutdown. The
+/// thread counts as a task of `tracker` until it has sent every answer owed.
+pub(super) fn spawn_worker(
+    index: usize,
+    socket: std::net::UdpSocket,
+    context: Arc<Context>,
+    tracker: &TaskTracker,
+) -> io::Result<()> {
+    let main = Handle::current();
+    let running = tracker.token();
+    std::thread::Builder::new()
+        .name(format!("dotstub-udp-{index}"))
+        .spawn(move || {
+            let _running = running;
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => return error!(%err, "cannot start a UDP worker's runtime"),
+            };
+            runtime.block_on(async move {
+                match UdpSocket::from_std(socket) {
+                    Ok(socket) => serve(Arc::new(socket), context, main).await,
+                    Err(err) => error!(%err, "cannot register a UDP socket"),
+                }
+            });
+        })?;
+    Ok(())
+}
+
+/// Receives queries on `socket` until shutdown, then waits for the answers
+/// still owed, which go out through this socket.
+async fn serve(socket: Arc<UdpSocket>, context: Arc<Context>, main: Handle) {
     if let Ok(address) = socket.local_addr() {
         info!(%address, "listening on UDP");
     }
+    let forwarded = TaskTracker::new();
+    // The loop owns its runtime, so tokio's cooperative budget would only
+    // add work and make it yield at random; it yields on a schedule instead.
+    tokio::task::unconstrained(receive(&socket, &context, &main, &forwarded)).await;
+    forwarded.close();
+    forwarded.wait().await;
+}
+
+/// Yield to the worker's runtime every this many datagrams, so the answers
+/// of forwarded queries, sent through the same socket, are not starved
+/// while queries keep arriving.
+const YIELD_EVERY: u32 = 64;
+
+async fn receive(
+    socket: &Arc<UdpSocket>,
+    context: &Arc<Context>,
+    main: &Handle,
+    forwarded: &TaskTracker,
+) {
     // Allocated once: every datagram is received into the same buffer and
     // every immediate reply written into the same one.
     let mut received = vec![0u8; MAX_MESSAGE_LEN];
     let mut reply = Vec::with_capacity(MAX_MESSAGE_LEN);
+    let mut since_yield = 0;
     loop {
+        since_yield += 1;
+        if since_yield == YIELD_EVERY {
+            since_yield = 0;
+            tokio::task::yield_now().await;
+        }
         let (len, peer) = tokio::select! {
             _ = context.shutdown.cancelled() => break,
             result = socket.recv_from(&mut received) => match result {
@@ -43,42 +101,52 @@ pub(super) async fn serve(socket: Arc<UdpSocket>, context: Arc<Context>, tracker
             .resolver
             .answer_now(packet, Transport::Udp, now, &mut reply)
         {
-            Immediate::Reply(len) => {
-                send(&socket, reply.get(..len).unwrap_or_default(), peer).await
-            }
+            Immediate::Reply(len) => send(socket, reply.get(..len).unwrap_or_default(), peer).await,
             Immediate::Drop => {}
-            Immediate::Forward(stale) => forward(&socket, &context, &tracker, packet, peer, stale),
+            Immediate::Forward(stale) => {
+                let query = Forwarded {
+                    socket: Arc::clone(socket),
+                    context: Arc::clone(context),
+                    peer,
+                    stale,
+                };
+                query.spawn(packet, forwarded, main);
+            }
         }
     }
 }
 
-/// Answers a query that needs upstream in a task of its own, within the
-/// `max_queries_in_flight` bound.
-fn forward(
-    socket: &Arc<UdpSocket>,
-    context: &Arc<Context>,
-    tracker: &TaskTracker,
-    packet: &[u8],
+/// A query that needs upstream, answered in a task on the main runtime
+/// within the `max_queries_in_flight` bound.
+struct Forwarded {
+    socket: Arc<UdpSocket>,
+    context: Arc<Context>,
     peer: SocketAddr,
     stale: Option<Arc<Entry>>,
-) {
-    let Ok(permit) = Arc::clone(&context.queries).try_acquire_owned() else {
-        context.metrics.server.dropped_overload.inc();
-        return;
-    };
-    let packet = packet.to_vec();
-    let (socket, context) = (Arc::clone(socket), Arc::clone(context));
-    tracker.spawn(async move {
-        let mut out = Vec::new();
-        let resolver = &context.resolver;
-        if let Some(len) = resolver
-            .answer_later(&packet, Transport::Udp, stale, &mut out)
-            .await
-        {
-            send(&socket, out.get(..len).unwrap_or_default(), peer).await;
-        }
-        drop(permit);
-    });
+}
+
+impl Forwarded {
+    fn spawn(self, packet: &[u8], tracker: &TaskTracker, main: &Handle) {
+        let Ok(permit) = Arc::clone(&self.context.queries).try_acquire_owned() else {
+            self.context.metrics.server.dropped_overload.inc();
+            return;
+        };
+        let packet = packet.to_vec();
+        tracker.spawn_on(
+            async move {
+                let mut out = Vec::new();
+                let resolver = &self.context.resolver;
+                let answered = resolver
+                    .answer_later(&packet, Transport::Udp, self.stale, &mut out)
+                    .await;
+                if let Some(len) = answered {
+                    send(&self.socket, out.get(..len).unwrap_or_default(), self.peer).await;
+                }
+                drop(permit);
+            },
+            main,
+        );
+    }
 }
 
 async fn send(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {

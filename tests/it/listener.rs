@@ -183,3 +183,28 @@ async fn client_that_never_reads_cannot_starve_others() {
     assert_eq!(rig.dotstub.metrics.server.dropped_overload.get(), 0);
     drop(greedy);
 }
+
+#[test]
+fn udp_workers_stop_when_the_servers_runtime_goes_away() {
+    // The UDP workers run on threads of their own. A server dropped
+    // mid-run (its runtime shut down, no clean stop) must still stop them
+    // and free the port, or a later server on that port would share it.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (addr, upstream) = runtime.block_on(async {
+        let rig = Harness::start(Script::Answer).await;
+        let reply = client::udp(
+            rig.dotstub.addr,
+            &client::query("w.example.test.", RecordType::A),
+        )
+        .await;
+        assert_eq!(a_records(&reply).len(), 1);
+        (rig.dotstub.addr, rig)
+    });
+    drop(runtime);
+    drop(upstream);
+    let freed = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::net::UdpSocket::bind(addr).is_ok()
+    });
+    assert!(freed, "the UDP port of a dropped server is released");
+}

@@ -39,6 +39,9 @@ mod bad_input;
 // Identical questions in flight share one upstream query.
 mod coalescing;
 
+// The answer cache: hits, TTLs, negative and SERVFAIL caching, serve-stale, prefetch.
+mod cache;
+
 // The dotstub binary: check-config, query, signals, logs, key log, bind errors.
 mod cli;
 

@@ -16,6 +16,10 @@ use hickory_proto::serialize::binary::BinDecodable;
 pub const BIG_NAME: &str = "big.test.";
 /// Any name at or under this one is NXDOMAIN, with an SOA in the authority section.
 pub const NX_SUFFIX: &str = "nx.test.";
+/// Any name at or under this one gets SERVFAIL.
+pub const SERVFAIL_SUFFIX: &str = "servfail.test.";
+/// Any name at or under this one gets an empty answer with TC=1.
+pub const TRUNCATED_SUFFIX: &str = "tc.test.";
 /// TTL of every positive answer record.
 pub const TTL: u32 = 300;
 /// SOA MINIMUM and SOA record TTL of negative answers (RFC 2308 negative TTL).
@@ -56,6 +60,14 @@ pub fn answer(query: &Message) -> Message {
     if name(NX_SUFFIX).zone_of(qname) {
         response.metadata.response_code = ResponseCode::NXDomain;
         response.authorities.push(soa(name(NX_SUFFIX)));
+        return response;
+    }
+    if name(SERVFAIL_SUFFIX).zone_of(qname) {
+        response.metadata.response_code = ResponseCode::ServFail;
+        return response;
+    }
+    if name(TRUNCATED_SUFFIX).zone_of(qname) {
+        response.metadata.truncation = true;
         return response;
     }
     let text = qname.to_ascii();

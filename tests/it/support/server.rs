@@ -2,7 +2,12 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use dotstub::{Server, config::Config, metrics::Metrics};
+use dotstub::{
+    RunError, Server,
+    cache::{Clock, ManualClock},
+    config::Config,
+    metrics::Metrics,
+};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 use super::{
@@ -32,6 +37,8 @@ pub struct Options {
     pub forward: &'static str,
     /// `[padding]` lines; empty keeps the default (block:128).
     pub padding: &'static str,
+    /// `[cache]` lines; empty keeps the defaults (on, 16 MiB).
+    pub cache: &'static str,
     /// Extra lines for each rig upstream's table.
     pub upstream: &'static str,
 }
@@ -39,9 +46,16 @@ pub struct Options {
 /// A configuration that listens on 127.0.0.1 port 0, with `upstreams`
 /// (already formatted tables).
 pub fn config_text(options: &Options, upstreams: &str) -> String {
+    let Options {
+        listen,
+        forward,
+        padding,
+        cache,
+        ..
+    } = options;
     format!(
-        "[listen]\naddresses = [\"127.0.0.1:0\"]\n{}\n[forward]\n{}\n[padding]\n{}\n{upstreams}",
-        options.listen, options.forward, options.padding
+        "[listen]\naddresses = [\"127.0.0.1:0\"]\n{listen}\n[forward]\n{forward}\n\
+         [padding]\n{padding}\n[cache]\n{cache}\n{upstreams}"
     )
 }
 
@@ -52,14 +66,19 @@ pub struct Dotstub {
     /// Its live counters.
     pub metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<Result<(), RunError>>>,
 }
 
 impl Dotstub {
     /// Binds and serves the configuration in `text`.
     pub fn start(text: &str) -> Dotstub {
+        Self::start_with_clock(text, Clock::system())
+    }
+
+    /// Binds and serves the configuration in `text`, the cache reading `clock`.
+    pub fn start_with_clock(text: &str, clock: Clock) -> Dotstub {
         let config = Config::from_toml(text, "test config").expect("test configuration is valid");
-        let server = Server::bind(config).expect("dotstub binds loopback port 0");
+        let server = Server::bind_with_clock(config, clock).expect("dotstub binds loopback port 0");
         let addr = server.local_addrs()[0];
         let metrics = server.metrics();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -80,7 +99,8 @@ impl Dotstub {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("dotstub run task does not panic");
+            let result = task.await.expect("dotstub run task does not panic");
+            result.expect("dotstub runs until told to stop");
         }
     }
 }
@@ -112,10 +132,20 @@ impl Harness {
 
     /// One upstream with `script`, configuration changed by `options`.
     pub async fn with(script: Script, options: Options) -> Harness {
+        Self::with_clock(script, options, Clock::system()).await
+    }
+
+    /// Like [`Harness::with`], with dotstub's cache on a manual clock.
+    pub async fn with_manual_clock(script: Script, options: Options) -> (Harness, ManualClock) {
+        let (clock, hand) = Clock::manual();
+        (Self::with_clock(script, options, clock).await, hand)
+    }
+
+    async fn with_clock(script: Script, options: Options, clock: Clock) -> Harness {
         let pki = TestPki::new();
         let upstream = DotUpstream::start(pki.leaf(TLS_NAME), script).await;
         let table = upstream_table("rig", upstream.addr(), &pki, options.upstream);
-        let dotstub = Dotstub::start(&config_text(&options, &table));
+        let dotstub = Dotstub::start_with_clock(&config_text(&options, &table), clock);
         Harness {
             _pki: pki,
             upstream,
