@@ -79,6 +79,8 @@ pub struct CacheCounters {
     pub inserts: Counter,
     /// Answers too big for the cache, not stored.
     pub inserts_refused: Counter,
+    /// Answers not stored because the writer's queue was full.
+    pub inserts_dropped: Counter,
     /// Answers pushed out to make room.
     pub evictions: Counter,
     /// Expired answers served because upstreams failed or were slow.

@@ -3,9 +3,9 @@
 //!
 //! - [`Cache::lookup`] says whether an answer is fresh, fresh but due for
 //!   a prefetch, stale but servable (RFC 8767), or missing;
-//! - [`Cache::insert`] decides with `lifetime` whether and how long an
-//!   answer is kept (RFC 2308 for negative answers), then stores an
-//!   [`Entry`];
+//! - [`Cache::insert`] hands an answer to the writer thread (`writer`),
+//!   which decides with `lifetime` whether and how long it is kept
+//!   (RFC 2308 for negative answers) and stores an [`Entry`];
 //! - [`KeyBuf`] builds the key on the stack; [`Clock`] gives the time.
 //!
 //! Storage is quick_cache: sharded, weighted by each entry's memory, read
@@ -18,10 +18,12 @@ mod clock;
 mod entry;
 mod key;
 mod lifetime;
+mod writer;
 
-use std::sync::Arc;
+use std::sync::{Arc, mpsc::SyncSender};
 
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
+use tokio::sync::oneshot;
 
 pub use clock::{Clock, ManualClock, Millis};
 pub use entry::{Entry, STALE_TTL, Times};
@@ -52,39 +54,41 @@ type Store = quick_cache::sync::Cache<Key, Arc<Entry>, EntryWeight, DefaultHashB
 /// The answer cache.
 #[derive(Debug)]
 pub struct Cache {
-    store: Store,
-    limits: Limits,
-    /// How long past expiry an entry may be served stale; 0 when off.
-    stale_for: Millis,
-    prefetch: bool,
+    /// Shared with the writer thread, which alone inserts.
+    store: Arc<Store>,
+    /// Where inserts go: to the writer thread.
+    writer: SyncSender<Insert>,
     counters: Arc<CacheCounters>,
 }
 
 impl Cache {
-    /// An empty cache sized and tuned by `config`.
-    pub fn new(config: &CacheConfig, counters: Arc<CacheCounters>) -> Self {
+    /// An empty cache sized and tuned by `config`, with its writer thread.
+    pub fn new(config: &CacheConfig, counters: Arc<CacheCounters>) -> std::io::Result<Self> {
         let max_bytes = config.max_bytes as u64;
         let items = (max_bytes / (1024 * 1024)).max(1) * ENTRIES_PER_MIB;
         let evictions = Evictions(Arc::clone(&counters));
-        let store = Store::with(
+        let store = Arc::new(Store::with(
             items as usize,
             max_bytes,
             EntryWeight,
             DefaultHashBuilder::default(),
             evictions,
-        );
-        let stale_for = if config.serve_stale {
-            config.max_stale.as_millis() as Millis
-        } else {
-            0
-        };
-        Self {
-            store,
+        ));
+        let policy = Policy {
             limits: config.limits,
-            stale_for,
+            stale_for: if config.serve_stale {
+                config.max_stale.as_millis() as Millis
+            } else {
+                0
+            },
             prefetch: config.prefetch,
+        };
+        let writer = writer::spawn(Arc::clone(&store), policy, Arc::clone(&counters))?;
+        Ok(Self {
+            store,
+            writer,
             counters,
-        }
+        })
     }
 
     /// What the cache holds for `key` at `now`. Allocation-free.
@@ -109,27 +113,25 @@ impl Cache {
         Lookup::Miss
     }
 
-    /// Stores `answer` under `key` if it may be cached.
-    pub fn insert(&self, key: &[u8], answer: &Answer, now: Millis) {
-        let mut answer = answer.clone();
-        let Some(lifetime) = lifetime::prepare(&mut answer, &self.limits) else {
-            return;
-        };
-        let times = Times {
+    /// Stores `answer` under `key` if it may be cached, and returns once it
+    /// is stored. The writer thread builds the entry, so every cached
+    /// answer is allocated by one thread: its memory is not scattered
+    /// among the allocations of the queries in flight, and `max_bytes`
+    /// holds for the process's resident memory, not only for the entries.
+    pub async fn insert(&self, key: &KeyBuf, answer: &Arc<Answer>, now: Millis) {
+        let (stored, done) = oneshot::channel();
+        let insert = Insert {
+            key: *key,
+            answer: Arc::clone(answer),
             now,
-            lifetime,
-            stale_for: self.stale_for,
-            prefetch: self.prefetch,
+            stored,
         };
-        let Some(entry) = Entry::new(answer, times) else {
-            return;
-        };
-        if entry.weight() + key.len() as u64 > self.store.shard_capacity() {
-            self.counters.inserts_refused.inc();
-            return;
+        match self.writer.try_send(insert) {
+            Ok(()) => {
+                let _ = done.await;
+            }
+            Err(_) => self.counters.inserts_dropped.inc(),
         }
-        self.counters.inserts.inc();
-        self.store.insert(key.into(), Arc::new(entry));
     }
 
     /// Memory the entries cost, by the cache's own count, in octets.
@@ -146,6 +148,24 @@ impl Cache {
     pub fn is_empty(&self) -> bool {
         self.store.is_empty()
     }
+}
+
+/// What the writer needs to turn an answer into an entry.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    limits: Limits,
+    /// How long past expiry an entry may be served stale; 0 when off.
+    stale_for: Millis,
+    prefetch: bool,
+}
+
+/// One answer for the writer thread to store.
+struct Insert {
+    key: KeyBuf,
+    answer: Arc<Answer>,
+    now: Millis,
+    /// Told when the answer is stored (or refused).
+    stored: oneshot::Sender<()>,
 }
 
 /// Weighs an entry by the memory it costs.

@@ -32,10 +32,8 @@ fn config(max_bytes: usize) -> CacheConfig {
 
 fn cache(max_bytes: usize) -> (Cache, Arc<CacheCounters>) {
     let counters = Arc::new(CacheCounters::default());
-    (
-        Cache::new(&config(max_bytes), Arc::clone(&counters)),
-        counters,
-    )
+    let cache = Cache::new(&config(max_bytes), Arc::clone(&counters)).unwrap();
+    (cache, counters)
 }
 
 /// An upstream response for `name`: A records with `ttl`, or the SOA of a
@@ -79,13 +77,10 @@ fn key(packet: &[u8]) -> KeyBuf {
     KeyBuf::of(&Query::parse(packet).unwrap())
 }
 
-fn store(cache: &Cache, name: &str, rcode: ResponseCode, ttl: u32, now: Millis) {
+async fn store(cache: &Cache, name: &str, rcode: ResponseCode, ttl: u32, now: Millis) {
     let packet = client(name);
-    cache.insert(
-        key(&packet).as_bytes(),
-        &answer(&response(name, rcode, ttl, false)),
-        now,
-    );
+    let answer = Arc::new(answer(&response(name, rcode, ttl, false)));
+    cache.insert(&key(&packet), &answer, now).await;
 }
 
 fn reply(entry: &Entry, packet: &[u8], now: Millis) -> Message {
@@ -104,10 +99,10 @@ fn fresh(lookup: Lookup) -> Arc<Entry> {
     }
 }
 
-#[test]
-fn hit_patches_id_case_and_ttl() {
+#[tokio::test]
+async fn hit_patches_id_case_and_ttl() {
     let (cache, counters) = cache(1 << 20);
-    store(&cache, "www.example.", ResponseCode::NoError, 300, 0);
+    store(&cache, "www.example.", ResponseCode::NoError, 300, 0).await;
     let packet = client("WwW.ExAmple.");
     let entry = fresh(cache.lookup(key(&packet).as_bytes(), 10 * SECOND + 999));
     let message = reply(&entry, &packet, 10 * SECOND + 999);
@@ -120,10 +115,10 @@ fn hit_patches_id_case_and_ttl() {
     assert_eq!((counters.hits.get(), counters.inserts.get()), (1, 1));
 }
 
-#[test]
-fn expired_entry_is_stale_then_gone() {
+#[tokio::test]
+async fn expired_entry_is_stale_then_gone() {
     let (cache, counters) = cache(1 << 20);
-    store(&cache, "a.example.", ResponseCode::NoError, 60, 0);
+    store(&cache, "a.example.", ResponseCode::NoError, 60, 0).await;
     let key = key(&client("a.example."));
     let Lookup::Stale(entry) = cache.lookup(key.as_bytes(), 61 * SECOND) else {
         panic!("stale")
@@ -152,10 +147,10 @@ fn expired_entry_is_stale_then_gone() {
     assert_eq!(counters.misses.get(), 2);
 }
 
-#[test]
-fn negative_answer_lives_as_long_as_the_soa_says() {
+#[tokio::test]
+async fn negative_answer_lives_as_long_as_the_soa_says() {
     let (cache, _) = cache(1 << 20);
-    store(&cache, "nx.example.", ResponseCode::NXDomain, 120, 0);
+    store(&cache, "nx.example.", ResponseCode::NXDomain, 120, 0).await;
     let key = key(&client("nx.example."));
     let entry = fresh(cache.lookup(key.as_bytes(), 119 * SECOND));
     let message = reply(&entry, &client("nx.example."), 119 * SECOND);
@@ -170,28 +165,35 @@ fn negative_answer_lives_as_long_as_the_soa_says() {
     ));
 }
 
-#[test]
-fn servfail_is_kept_five_seconds_and_truncated_answers_not_at_all() {
+#[tokio::test]
+async fn servfail_is_kept_five_seconds_and_truncated_answers_not_at_all() {
     let (cache, _) = cache(1 << 20);
-    store(&cache, "fail.example.", ResponseCode::ServFail, 0, 0);
+    store(&cache, "fail.example.", ResponseCode::ServFail, 0, 0).await;
     let failing = key(&client("fail.example."));
     fresh(cache.lookup(failing.as_bytes(), 4 * SECOND));
     assert!(!matches!(
         cache.lookup(failing.as_bytes(), 5 * SECOND),
         Lookup::Fresh(_)
     ));
-    let truncated = answer(&response("tc.example.", ResponseCode::NoError, 300, true));
-    cache.insert(key(&client("tc.example.")).as_bytes(), &truncated, 0);
+    let truncated = Arc::new(answer(&response(
+        "tc.example.",
+        ResponseCode::NoError,
+        300,
+        true,
+    )));
+    cache
+        .insert(&key(&client("tc.example.")), &truncated, 0)
+        .await;
     assert!(matches!(
         cache.lookup(key(&client("tc.example.")).as_bytes(), 0),
         Lookup::Miss
     ));
 }
 
-#[test]
-fn prefetch_fires_once_in_the_last_tenth() {
+#[tokio::test]
+async fn prefetch_fires_once_in_the_last_tenth() {
     let (cache, counters) = cache(1 << 20);
-    store(&cache, "p.example.", ResponseCode::NoError, 100, 0);
+    store(&cache, "p.example.", ResponseCode::NoError, 100, 0).await;
     let key = key(&client("p.example."));
     fresh(cache.lookup(key.as_bytes(), 89 * SECOND));
     assert!(matches!(
@@ -202,18 +204,13 @@ fn prefetch_fires_once_in_the_last_tenth() {
     assert_eq!(counters.prefetches.get(), 1);
 }
 
-#[test]
-fn memory_bound_evicts_and_counts() {
+#[tokio::test]
+async fn memory_bound_evicts_and_counts() {
     let max_bytes = 64 * 1024;
     let (cache, counters) = cache(max_bytes);
     for i in 0..2000 {
-        store(
-            &cache,
-            &format!("host{i}.example."),
-            ResponseCode::NoError,
-            300,
-            0,
-        );
+        let name = format!("host{i}.example.");
+        store(&cache, &name, ResponseCode::NoError, 300, 0).await;
     }
     assert!(
         cache.weight() <= max_bytes as u64,
@@ -225,8 +222,8 @@ fn memory_bound_evicts_and_counts() {
     assert_eq!(counters.inserts.get(), 2000);
 }
 
-#[test]
-fn answer_bigger_than_a_shard_is_refused_and_counted() {
+#[tokio::test]
+async fn answer_bigger_than_a_shard_is_refused_and_counted() {
     let (cache, counters) = cache(64 * 1024);
     let owner = Name::from_ascii("big.example.").unwrap();
     let mut message = Message::new(7, MessageType::Response, OpCode::Query);
@@ -237,7 +234,8 @@ fn answer_bigger_than_a_shard_is_refused_and_counted() {
         message.add_answer(Record::from_rdata(owner.clone(), 300, RData::TXT(txt)));
     }
     let bytes = message.to_vec().unwrap();
-    cache.insert(b"big", &answer(&bytes), 0);
+    let big = client("big.example.");
+    cache.insert(&key(&big), &Arc::new(answer(&bytes)), 0).await;
     assert_eq!(
         (counters.inserts_refused.get(), counters.inserts.get()),
         (1, 0)

@@ -70,11 +70,6 @@ pub(super) struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    /// The key being asked.
-    pub(super) fn key(&self) -> &[u8] {
-        &self.key
-    }
-
     /// Hands `outcome` to the followers. The question leaves the map first,
     /// so a follower that asks again starts a new exchange.
     pub(super) fn publish(mut self, outcome: &Outcome) {

@@ -36,7 +36,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Resolved {
     /// The answer, written per client.
-    pub answer: Answer,
+    pub answer: Arc<Answer>,
     /// Index of the upstream that answered.
     pub upstream: usize,
     /// Whether the upstream padded its answer.
@@ -253,7 +253,7 @@ impl Resolver {
                 Role::Lead(leader) => {
                     let outcome = self.forward(query, deadline).await;
                     if let (Ok(resolved), Some(cache)) = (&outcome, &self.cache) {
-                        cache.insert(leader.key(), &resolved.answer, self.clock.now());
+                        cache.insert(&key, &resolved.answer, self.clock.now()).await;
                     }
                     leader.publish(&outcome);
                     return outcome;
@@ -290,7 +290,7 @@ impl Resolver {
                 .unwrap_or(Err(UpstreamError::Timeout));
         match exchange {
             Ok(exchange) => Ok(Arc::new(Resolved {
-                answer: exchange.reply.answer,
+                answer: Arc::new(exchange.reply.answer),
                 upstream: exchange.upstream,
                 padded: exchange.reply.padded,
                 len: exchange.reply.len,

@@ -183,6 +183,57 @@ async fn busy_address_is_refused_with_a_clear_reason() {
 }
 
 /// A PKI and one rig upstream presenting a certificate for `cert_name`.
+#[tokio::test]
+async fn cache_memory_stays_within_max_bytes() {
+    // 4 MiB of cache, and far more distinct names than fit: the resident
+    // memory the daemon gains while filling it stays within max_bytes + 10%.
+    const MAX_BYTES: u64 = 4 << 20;
+    let rig = Rig::start(TLS_NAME).await;
+    let options = Options {
+        listen: "udp_workers = 1",
+        cache: "max_bytes = 4194304",
+        ..Options::default()
+    };
+    let table = upstream_table("rig", rig.upstream.addr(), &rig.pki, "");
+    let config = write_file(&rig.pki, "memory.toml", &config_text(&options, &table));
+    let mut daemon = Process::spawn(&mut self::daemon(&config));
+    let addr = daemon.listening_addr().await;
+    ask_distinct(addr, 0..2_000).await;
+    let baseline = daemon.resident_bytes();
+    ask_distinct(addr, 2_000..40_000).await;
+    let growth = daemon.resident_bytes().saturating_sub(baseline);
+    assert!(
+        growth <= MAX_BYTES * 11 / 10,
+        "grew {growth} octets for a {MAX_BYTES}-octet cache"
+    );
+    assert!(
+        growth >= MAX_BYTES / 2,
+        "grew only {growth} octets: the cache was not filled"
+    );
+    assert!(daemon.terminate().await.status.success());
+}
+
+/// Asks `n<i>.memory.test A` for each `i`, 32 clients at a time, and checks
+/// every answer.
+async fn ask_distinct(addr: SocketAddr, names: std::ops::Range<usize>) {
+    let clients = 32;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let names = names.clone().skip(client).step_by(clients);
+            tokio::spawn(async move {
+                for i in names {
+                    let name = format!("n{i}.memory.test.");
+                    let reply = client::udp(addr, &client::query(&name, RecordType::A)).await;
+                    assert_eq!(a_records(&reply), [expected_a(&name)]);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("client task");
+    }
+}
+
 struct Rig {
     pki: TestPki,
     upstream: DotUpstream,
@@ -289,6 +340,25 @@ struct Process {
 }
 
 impl Process {
+    /// Resident memory (VmRSS) of the process, in octets.
+    fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("VmRSS in /proc status");
+        kib * 1024
+    }
+
     fn spawn(command: &mut Command) -> Process {
         let mut child = command
             .stdin(Stdio::null())
