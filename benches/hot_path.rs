@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench --bench hot_path`.
 
+// Benchmark set-up may panic on what cannot happen.
+#![allow(clippy::unwrap_used)]
+
 use std::{hint::black_box, sync::Arc};
 
 use divan::{AllocProfiler, Bencher};
