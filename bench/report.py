@@ -2,6 +2,8 @@
 """bench/report.py - turns a bench/run work dir into a markdown results section.
 
     report.py WORK                  print the results section (markdown)
+    report.py --rounds WORK         print every run's figures (markdown)
+    report.py --latencies RAW       p50/p90/p99/p99.9 of one dnsperf -v output
     report.py --splice RESULTS FILE replace the results section of FILE
                                     (between the bench/run markers) with RESULTS
 
@@ -9,12 +11,13 @@ WORK holds what bench/run recorded:
     meta.tsv   key<TAB>value (machine, versions, parameters, clk_tck)
     runs.tsv   round phase resolver dnsperf-output resolver-ticks upstream-ticks nsd-ticks
     rss.tsv    resolver when(start|after) VmRSS-kB
-Phases: mem (memory fill, round 0), hit (saturation), lat (fixed rate, dnsperf
--v output with one latency per answered query), miss (fresh names, saturation).
+Phases: mem (memory fill, round 0), hit (saturation), lat (fixed rate; its
+percentiles in OUTPUT.lat, from --latencies), miss (fresh names, saturation).
 Every figure is the median over the rounds; ratios are medians of the
 per-round ratios (each round measures all resolvers back to back).
 Standard library only.
 """
+import json
 import math
 import re
 import statistics
@@ -62,6 +65,13 @@ def parse_dnsperf(path, want_latencies=False):
     return run
 
 
+def latency_summary(raw_path):
+    """Percentiles (s) of one dnsperf -v run, as one JSON line."""
+    run = parse_dnsperf(raw_path, want_latencies=True)
+    pct = {f"p{p}": percentile(run["latencies"], run["lost"], p) for p in (50, 90, 99, 99.9)}
+    return json.dumps({k: (None if math.isinf(v) else v) for k, v in pct.items()})
+
+
 def percentile(sorted_values, lost, p):
     """Nearest-rank percentile, lost queries counted as infinitely slow."""
     n = len(sorted_values) + int(lost)
@@ -85,7 +95,7 @@ def load(work):
     runs = defaultdict(list)  # (phase, resolver) -> [run, ...]
     for line in (work / "runs.tsv").read_text().splitlines():
         rnd, phase, res, out, rt, ut, nt = line.split("\t")
-        run = parse_dnsperf(out, want_latencies=(phase == "lat"))
+        run = parse_dnsperf(out)
         # Only correct answers count: QPS and CPU are per NOERROR answer.
         good = run["rcodes"].get("NOERROR", 0) if run["rcodes"] else run["completed"]
         per = good or math.nan
@@ -99,9 +109,9 @@ def load(work):
             nsd_ticks=int(nt),
         )
         if phase == "lat":
-            run["p50"] = percentile(run["latencies"], run["lost"], 50)
-            run["p99"] = percentile(run["latencies"], run["lost"], 99)
-            del run["latencies"]
+            pct = json.loads(Path(out + ".lat").read_text())
+            for k, v in pct.items():  # None: beyond the answered queries (lost)
+                run[k] = math.inf if v is None else v
         runs[(phase, res)].append(run)
     rss = defaultdict(dict)
     for line in (work / "rss.tsv").read_text().splitlines():
@@ -153,8 +163,9 @@ def render(meta, runs, rss, resolvers):
     mem_n = int(meta["mem_n"])
     w(f"Measured {meta['date']} by `{meta['command']}` ({meta['mode']} mode, "
       f"{meta['rounds']} interleaved round(s), medians).\n")
-    w(f"- Machine: {meta['machine']}.")
+    w(f"- Machine: {meta['machine']}; load average (1/5/15 min) {meta.get('loadavg', '?')}.")
     w(f"- Versions: {meta['versions']}.")
+    w(f"- dotstub's cache: {meta.get('dotstub_cache', '?')}.")
     w(f"- Load: dnsperf `{meta['load']}` at saturation; cache hits: {meta['hit_names']} warmed "
       f"names for {meta['hit_s']} s; latency: the same names at `-Q {meta['lat_qps']}` for "
       f"{meta['lat_s']} s; misses: never-asked names, {meta['miss_s']} s or "
@@ -213,6 +224,14 @@ def render(meta, runs, rss, resolvers):
               f"| {f_ratio(round_ratio(runs, 'miss', 'dotstub', p, 'up_us'))} "
               f"| {f_ratio(rss_ratio('start'))} | {f_ratio(rss_ratio('after'))} |")
 
+    w(f"\nCPU at a fixed {int(meta['lat_qps']):,} qps (not saturated: wake-ups are not "
+      "amortised over batches), µs per answer:\n")
+    w("| resolver | hit (latency runs) | miss (memory fill) |")
+    w("| --- | ---: | ---: |")
+    for res in resolvers:
+        w(f"| {NAMES[res]} | {f_num(fig(runs, 'lat', res, 'cpu_us'))} | "
+          + (f"{f_num(fig(runs, 'mem', res, 'cpu_us'))} |" if res != "responder" else "– |"))
+
     # Checks that the set-up measured what it claims.
     w("\nChecks:\n")
     nsd_miss = sum(total(runs, "miss", r, "nsd_ticks") for r in resolvers)
@@ -242,6 +261,22 @@ def render(meta, runs, rss, resolvers):
     return "\n".join(out) + "\n"
 
 
+def render_rounds(meta, runs, rss, resolvers):
+    out = ["| phase | round | resolver | QPS | CPU µs/answer | upstream CPU µs/answer "
+           "| p50 / p99 ms | answered | lost | other rcodes | run s |",
+           "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for phase in ("mem", "hit", "lat", "miss"):
+        for res in resolvers:
+            for r in sorted(runs.get((phase, res), []), key=lambda r: r["round"]):
+                lat = f"{f_ms(r['p50'])} / {f_ms(r['p99'])}" if phase == "lat" else ""
+                other = ", ".join(f"{c} {n}" for c, n in r["rcodes"].items() if c != "NOERROR")
+                out.append(
+                    f"| {phase} | {r['round']} | {NAMES[res]} | {f_int(r['qps'])} "
+                    f"| {f_num(r['cpu_us'], 2)} | {f_num(r['up_us'], 2)} | {lat} "
+                    f"| {int(r['good']):,} | {int(r['lost'])} | {other} | {f_num(r['runtime'])} |")
+    return "\n".join(out) + "\n"
+
+
 def splice(results_path, target_path):
     results = Path(results_path).read_text().rstrip("\n")
     target = Path(target_path)
@@ -259,6 +294,10 @@ def splice(results_path, target_path):
 def main(argv):
     if len(argv) == 4 and argv[1] == "--splice":
         splice(argv[2], argv[3])
+    elif len(argv) == 3 and argv[1] == "--latencies":
+        print(latency_summary(argv[2]))
+    elif len(argv) == 3 and argv[1] == "--rounds":
+        sys.stdout.write(render_rounds(*load(argv[2])))
     elif len(argv) == 2:
         sys.stdout.write(render(*load(argv[1])))
     else:
