@@ -64,8 +64,8 @@ pub enum RunError {
     /// TLS could not be set up for an upstream.
     #[error(transparent)]
     Setup(#[from] SetupError),
-    /// A worker thread (UDP or cache) could not be started.
-    #[error("cannot start a worker thread")]
+    /// A UDP worker thread could not be started.
+    #[error("cannot start a UDP worker thread")]
     Thread(#[source] std::io::Error),
 }
 
@@ -100,12 +100,10 @@ impl Server {
                  who can read it can decrypt captured upstream traffic"
             );
         }
-        let cache = match config.cache.enabled {
-            true => Some(
-                Cache::new(&config.cache, Arc::clone(&metrics.cache)).map_err(RunError::Thread)?,
-            ),
-            false => None,
-        };
+        let cache = config
+            .cache
+            .enabled
+            .then(|| Cache::new(&config.cache, Arc::clone(&metrics.cache)));
         let settings = Settings::from_config(&config);
         let resolver = Arc::new(Resolver::new(
             pool,

@@ -77,11 +77,9 @@ pub struct CacheCounters {
     pub misses: Counter,
     /// Answers stored.
     pub inserts: Counter,
-    /// Answers too big for the cache, not stored.
+    /// Answers too big for a cache entry, not stored.
     pub inserts_refused: Counter,
-    /// Answers not stored because the writer's queue was full.
-    pub inserts_dropped: Counter,
-    /// Answers pushed out to make room.
+    /// Answers dropped to make room, or expired, when their page was recycled.
     pub evictions: Counter,
     /// Expired answers served because upstreams failed or were slow.
     pub stale_served: Counter,

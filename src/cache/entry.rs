@@ -1,155 +1,190 @@
-//! One cached answer: the wire message with its TTL fields located, when
-//! it was stored, and until when it is fresh, stale-but-servable, and due
-//! for a prefetch. Writing it for a client copies it and patches the ID,
-//! the spelling of the name and each TTL: no allocation.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! One cached answer as it sits in a page: a fixed header, the key, the
+//! upstream's header and records (the question is left out: a reply
+//! carries the client's own), the Extended DNS Error options, and where
+//! each TTL field falls in a reply. Written once by [`encode`], read in
+//! place through [`EntryView`].
+//
+// Layout, little-endian, unaligned:
+//   0  u16  entry length          10  u16  question length
+//   2  u16  records length        12  [12] upstream header
+//   4  u16  options length        24  u64  stored at (clock ms)
+//   6  u16  TTL field count       32  u32  lifetime (s)
+//   8  u16  RCODE                 36  key (question length + 1), records,
+//                                     options, TTL offsets (u16 each)
 
 use super::clock::Millis;
-use crate::wire::{Answer, Overflow, Query, Records, Transport, Written, read_ttl, write_ttl};
+use crate::wire::{
+    Answer, AnswerParts, HEADER_LEN, Overflow, Query, Records, Transport, Written, read_ttl,
+    write_ttl,
+};
+
+/// Octets before the key.
+const FIXED: usize = 36;
 
 /// TTL of an answer served stale (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;
 
-/// Octets an entry costs beyond its message and key: the cache's slot,
-/// the allocation headers of the key, the entry and its message, and the
-/// entry's own fields. Counted so `max_bytes` bounds real memory.
-const OVERHEAD: usize = 256;
-
-/// Share of its lifetime after which a hit triggers a prefetch: 90 %,
-/// leaving the last 10 % (RFC 8767 §5 and unbound's prefetch).
-const PREFETCH_AT_PERCENT: u64 = 90;
-
-/// A cached answer.
-#[derive(Debug)]
-pub struct Entry {
-    answer: Answer,
-    /// Offsets of every TTL field in the stored message.
-    ttl_offsets: Box<[u16]>,
-    stored_at: Millis,
-    fresh_until: Millis,
-    stale_until: Millis,
-    /// When a hit starts a refresh; `None` without prefetch.
-    prefetch_from: Option<Millis>,
-    /// Set by the one hit that starts the refresh.
-    prefetching: AtomicBool,
-    weight: u64,
-}
-
-/// When an entry stops being fresh and stops being servable.
+/// How long an entry lives and when it was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Times {
-    /// Now.
-    pub now: Millis,
+    /// When it was stored.
+    pub stored_at: Millis,
     /// Seconds it stays fresh.
     pub lifetime: u32,
-    /// How long past that it may be served stale, in milliseconds; 0 off.
-    pub stale_for: Millis,
-    /// Whether hits near the end refresh it.
-    pub prefetch: bool,
 }
 
-impl Entry {
-    /// An entry for `answer`, already prepared for the cache.
-    pub fn new(answer: Answer, times: Times) -> Option<Self> {
-        let ttl_offsets: Box<[u16]> = Records::new(answer.as_bytes())
-            .ok()?
-            .map(|record| {
-                record
-                    .ok()
-                    .and_then(|(_, span)| u16::try_from(span.ttl_offset()).ok())
-            })
-            .collect::<Option<_>>()?;
-        let lifetime = Millis::from(times.lifetime) * 1000;
-        let fresh_until = times.now + lifetime;
-        let weight =
-            (OVERHEAD + answer.as_bytes().len() + answer.options_len() + 2 * ttl_offsets.len())
-                as u64;
-        Some(Self {
-            answer,
-            ttl_offsets,
-            stored_at: times.now,
-            fresh_until,
-            stale_until: fresh_until + times.stale_for,
-            prefetch_from: times
-                .prefetch
-                .then(|| times.now + lifetime * PREFETCH_AT_PERCENT / 100),
-            prefetching: AtomicBool::new(false),
-            weight,
-        })
+/// The octets `answer` takes as an entry under `key`, or `None` when it
+/// cannot be stored (malformed, or too long for 16-bit lengths).
+pub(super) fn encoded_len(key: &[u8], answer: &Answer) -> Option<usize> {
+    let ttls = Records::new(answer.as_bytes()).ok()?.count();
+    let parts = answer.parts();
+    let len = FIXED + key.len() + parts.records.len() + parts.options.len() + 2 * ttls;
+    u16::try_from(len).ok().map(usize::from)
+}
+
+/// Writes `answer` as an entry into `out`, which is [`encoded_len`] long.
+pub(super) fn encode(key: &[u8], answer: &Answer, times: Times, out: &mut [u8]) -> Option<()> {
+    let parts = answer.parts();
+    let message = answer.as_bytes();
+    let ttls = Records::new(message).ok()?;
+    let count = ttls.clone().count();
+    let (fixed, rest) = out.split_at_mut_checked(FIXED)?;
+    put_u16(fixed, 0, u16::try_from(FIXED + rest.len()).ok()?);
+    put_u16(fixed, 2, u16::try_from(parts.records.len()).ok()?);
+    put_u16(fixed, 4, u16::try_from(parts.options.len()).ok()?);
+    put_u16(fixed, 6, u16::try_from(count).ok()?);
+    put_u16(fixed, 8, parts.rcode);
+    put_u16(fixed, 10, u16::try_from(parts.question_len).ok()?);
+    fixed.get_mut(12..24)?.copy_from_slice(parts.header);
+    fixed
+        .get_mut(24..32)?
+        .copy_from_slice(&times.stored_at.to_le_bytes());
+    fixed
+        .get_mut(32..36)?
+        .copy_from_slice(&times.lifetime.to_le_bytes());
+    let mut at = 0;
+    for part in [key, parts.records, parts.options] {
+        rest.get_mut(at..at + part.len())?.copy_from_slice(part);
+        at += part.len();
+    }
+    for record in ttls {
+        let offset = u16::try_from(record.ok()?.1.ttl_offset()).ok()?;
+        put_u16(rest, at, offset);
+        at += 2;
+    }
+    Some(())
+}
+
+fn put_u16(out: &mut [u8], at: usize, value: u16) {
+    if let Some(field) = out.get_mut(at..at + 2) {
+        field.copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+fn get_u16(bytes: &[u8], at: usize) -> usize {
+    bytes
+        .get(at..at + 2)
+        .map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+}
+
+/// An entry read in place from its page.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EntryView<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> EntryView<'a> {
+    /// The entry starting at `page[offset..]`, if one fits there.
+    pub(super) fn at(page: &'a [u8], offset: usize) -> Option<Self> {
+        let rest = page.get(offset..)?;
+        let len = get_u16(rest, 0);
+        (len >= FIXED)
+            .then(|| rest.get(..len))
+            .flatten()
+            .map(|bytes| Self { bytes })
     }
 
-    /// Whether it is fresh at `now`.
-    pub fn is_fresh(&self, now: Millis) -> bool {
-        now < self.fresh_until
+    /// Octets the entry takes.
+    pub(super) fn len(&self) -> usize {
+        self.bytes.len()
     }
 
-    /// Whether it may still be served stale at `now`.
-    pub fn is_servable_stale(&self, now: Millis) -> bool {
-        now < self.stale_until
+    fn question_len(&self) -> usize {
+        get_u16(self.bytes, 10)
     }
 
-    /// Whether this hit should start the one refresh of a nearly expired
-    /// entry: true once, for the first hit in its last 10 %.
-    pub fn claim_prefetch(&self, now: Millis) -> bool {
-        self.prefetch_from.is_some_and(|from| now >= from)
-            && !self.prefetching.swap(true, Ordering::Relaxed)
+    fn body(&self, from: usize, len: usize) -> &'a [u8] {
+        self.bytes
+            .get(FIXED + from..FIXED + from + len)
+            .unwrap_or_default()
     }
 
-    /// Memory it costs, in octets (without its key).
-    pub fn weight(&self) -> u64 {
-        self.weight
+    /// The key it is stored under.
+    pub(super) fn key(&self) -> &'a [u8] {
+        self.body(0, self.question_len() + 1)
     }
 
-    /// The stored answer.
-    pub fn answer(&self) -> &Answer {
-        &self.answer
+    /// When it was stored and for how long it is fresh.
+    pub(super) fn times(&self) -> Times {
+        let mut stored_at = [0u8; 8];
+        stored_at.copy_from_slice(self.bytes.get(24..32).unwrap_or(&[0; 8]));
+        let mut lifetime = [0u8; 4];
+        lifetime.copy_from_slice(self.bytes.get(32..36).unwrap_or(&[0; 4]));
+        Times {
+            stored_at: Millis::from_le_bytes(stored_at),
+            lifetime: u32::from_le_bytes(lifetime),
+        }
+    }
+
+    /// The answer's parts, to write a reply from.
+    pub(super) fn parts(&self) -> AnswerParts<'a> {
+        let key_len = self.question_len() + 1;
+        let records_len = get_u16(self.bytes, 2);
+        AnswerParts {
+            header: self
+                .bytes
+                .get(12..12 + HEADER_LEN)
+                .and_then(|h| h.try_into().ok())
+                .unwrap_or(&[0; HEADER_LEN]),
+            question_len: self.question_len(),
+            records: self.body(key_len, records_len),
+            rcode: get_u16(self.bytes, 8) as u16,
+            options: self.body(key_len + records_len, get_u16(self.bytes, 4)),
+        }
+    }
+
+    fn ttl_offsets(&self) -> impl Iterator<Item = usize> + 'a {
+        let bytes = self.bytes;
+        let start = bytes.len().saturating_sub(2 * get_u16(bytes, 6));
+        (start..bytes.len())
+            .step_by(2)
+            .map(move |at| get_u16(bytes, at))
     }
 
     /// Writes it for `query` with every TTL lowered by the whole seconds
-    /// it spent in the cache.
-    pub fn write(
+    /// it spent in the cache (or set to `STALE_TTL` when `stale`).
+    pub(super) fn write(
         &self,
         query: &Query<'_>,
         transport: Transport,
         udp_size: u16,
         now: Millis,
+        stale: bool,
         out: &mut [u8],
     ) -> Result<Written, Overflow> {
-        let elapsed = u32::try_from(now.saturating_sub(self.stored_at) / 1000).unwrap_or(u32::MAX);
-        self.write_with(query, transport, udp_size, out, |ttl| {
-            ttl.saturating_sub(elapsed)
-        })
-    }
-
-    /// Writes it for `query` as a stale answer: every TTL 30 (RFC 8767 §4).
-    pub fn write_stale(
-        &self,
-        query: &Query<'_>,
-        transport: Transport,
-        udp_size: u16,
-        out: &mut [u8],
-    ) -> Result<Written, Overflow> {
-        self.write_with(query, transport, udp_size, out, |_| STALE_TTL)
-    }
-
-    fn write_with(
-        &self,
-        query: &Query<'_>,
-        transport: Transport,
-        udp_size: u16,
-        out: &mut [u8],
-        ttl: impl Fn(u32) -> u32,
-    ) -> Result<Written, Overflow> {
-        let written = self
-            .answer
-            .write_for_client(query, transport, udp_size, out)?;
+        let parts = self.parts();
+        let written = parts.write_for_client(query, transport, udp_size, out)?;
         if written.whole {
-            let stored = self.answer.as_bytes();
-            for &offset in self.ttl_offsets.iter() {
-                let offset = usize::from(offset);
-                if let Some(stored_ttl) = read_ttl(stored, offset) {
-                    write_ttl(out, offset, ttl(stored_ttl));
+            let elapsed = now.saturating_sub(self.times().stored_at) / 1000;
+            let elapsed = u32::try_from(elapsed).unwrap_or(u32::MAX);
+            for offset in self.ttl_offsets() {
+                if let Some(ttl) = read_ttl(out, offset) {
+                    let ttl = if stale {
+                        STALE_TTL
+                    } else {
+                        ttl.saturating_sub(elapsed)
+                    };
+                    write_ttl(out, offset, ttl);
                 }
             }
         }

@@ -1,192 +1,249 @@
 //! The answer cache: wire-format answers keyed by question, bounded by
-//! memory, read on the hot path without allocating.
+//! memory, answered from on the hot path without allocating.
 //!
-//! - [`Cache::lookup`] says whether an answer is fresh, fresh but due for
-//!   a prefetch, stale but servable (RFC 8767), or missing;
-//! - [`Cache::insert`] hands an answer to the writer thread (`writer`),
-//!   which decides with `lifetime` whether and how long it is kept
-//!   (RFC 2308 for negative answers) and stores an [`Entry`];
-//! - [`KeyBuf`] builds the key on the stack; [`Clock`] gives the time.
+//! - [`Cache::answer`] writes a fresh cached answer for a client, or says
+//!   it is stale but servable (RFC 8767), or missing;
+//! - [`Cache::answer_stale`] writes a stale one when upstreams fail;
+//! - [`Cache::insert`] decides with `lifetime` whether and how long an
+//!   answer is kept (RFC 2308 for negative answers) and stores it;
+//! - `store` holds the entries in pages, `index` finds them, `entry` is
+//!   their layout; [`KeyBuf`] builds keys on the stack, [`Clock`] gives
+//!   the time.
 //!
-//! Storage is quick_cache: sharded, weighted by each entry's memory, read
-//! under a shard's read lock for a few nanoseconds. Its eviction policy is
-//! CLOCK-Pro/S3-FIFO-like rather than strict LRU: as cheap on a hit (no
-//! list to reorder under a write lock) and not flushed by one scan of
-//! names asked once.
+//! Storage is written by hand because it is the hot path and the memory
+//! bound: general-purpose caches (quick_cache was the first version) cost
+//! an allocation or three per entry, which made a cache of small answers
+//! take about 340 octets a name and, with allocator fragmentation, up to
+//! 1.7 times `max_bytes` of resident memory. Pages cost about 80 octets a
+//! name and exactly what they are.
 
 mod clock;
 mod entry;
+mod index;
 mod key;
 mod lifetime;
-mod writer;
+mod store;
 
-use std::sync::{Arc, mpsc::SyncSender};
+use std::{
+    hash::BuildHasher,
+    sync::{Arc, RwLock, RwLockReadGuard},
+};
 
-use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
-use tokio::sync::oneshot;
+use foldhash::fast::RandomState;
 
 pub use clock::{Clock, ManualClock, Millis};
-pub use entry::{Entry, STALE_TTL, Times};
+pub use entry::{STALE_TTL, Times};
 pub use key::{Key, KeyBuf};
 pub use lifetime::{Limits, SERVFAIL_TTL};
 
-use crate::{config::CacheConfig, metrics::CacheCounters, wire::Answer};
+use self::store::{PAGE, Shard};
+use crate::{
+    config::CacheConfig,
+    metrics::CacheCounters,
+    wire::{Answer, Query, Transport, Written},
+};
 
-/// Entries expected per MiB of `max_bytes`, to size the table up front.
-const ENTRIES_PER_MIB: u64 = 2048;
+/// Most shards; fewer for small caches, so each keeps enough pages.
+const MAX_SHARDS: usize = 16;
+/// Share of a shard's memory given to pages; the rest is for the index.
+const PAGE_SHARE_PERCENT: usize = 85;
+/// Share of its lifetime after which a hit triggers a prefetch: 90 %,
+/// leaving the last 10 % (RFC 8767 §5 and unbound's prefetch).
+const PREFETCH_AT_PERCENT: u64 = 90;
 
-/// What the cache holds for a question.
-#[derive(Debug)]
-pub enum Lookup {
-    /// A fresh answer.
-    Fresh(Arc<Entry>),
-    /// A fresh answer near its end: serve it, and refresh it in the
+/// What the cache did for a client's query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    /// Answered from a fresh entry.
+    Fresh(Written),
+    /// Answered from a fresh entry near its end: refresh it in the
     /// background (this hit is the only one told so).
-    Prefetch(Arc<Entry>),
-    /// An expired answer that may be served if upstreams fail or are slow.
-    Stale(Arc<Entry>),
+    Prefetch(Written),
+    /// An expired entry is there, servable if upstreams fail or are slow.
+    Stale,
     /// Nothing usable.
     Miss,
 }
 
-type Store = quick_cache::sync::Cache<Key, Arc<Entry>, EntryWeight, DefaultHashBuilder, Evictions>;
-
 /// The answer cache.
 #[derive(Debug)]
 pub struct Cache {
-    /// Shared with the writer thread, which alone inserts.
-    store: Arc<Store>,
-    /// Where inserts go: to the writer thread.
-    writer: SyncSender<Insert>,
-    counters: Arc<CacheCounters>,
-}
-
-impl Cache {
-    /// An empty cache sized and tuned by `config`, with its writer thread.
-    pub fn new(config: &CacheConfig, counters: Arc<CacheCounters>) -> std::io::Result<Self> {
-        let max_bytes = config.max_bytes as u64;
-        let items = (max_bytes / (1024 * 1024)).max(1) * ENTRIES_PER_MIB;
-        let evictions = Evictions(Arc::clone(&counters));
-        let store = Arc::new(Store::with(
-            items as usize,
-            max_bytes,
-            EntryWeight,
-            DefaultHashBuilder::default(),
-            evictions,
-        ));
-        let policy = Policy {
-            limits: config.limits,
-            stale_for: if config.serve_stale {
-                config.max_stale.as_millis() as Millis
-            } else {
-                0
-            },
-            prefetch: config.prefetch,
-        };
-        let writer = writer::spawn(Arc::clone(&store), policy, Arc::clone(&counters))?;
-        Ok(Self {
-            store,
-            writer,
-            counters,
-        })
-    }
-
-    /// What the cache holds for `key` at `now`. Allocation-free.
-    pub fn lookup(&self, key: &[u8], now: Millis) -> Lookup {
-        let Some(entry) = self.store.get(key) else {
-            self.counters.misses.inc();
-            return Lookup::Miss;
-        };
-        if entry.is_fresh(now) {
-            self.counters.hits.inc();
-            if entry.claim_prefetch(now) {
-                self.counters.prefetches.inc();
-                return Lookup::Prefetch(entry);
-            }
-            return Lookup::Fresh(entry);
-        }
-        self.counters.misses.inc();
-        if entry.is_servable_stale(now) {
-            return Lookup::Stale(entry);
-        }
-        self.store.remove(key);
-        Lookup::Miss
-    }
-
-    /// Stores `answer` under `key` if it may be cached, and returns once it
-    /// is stored. The writer thread builds the entry, so every cached
-    /// answer is allocated by one thread: its memory is not scattered
-    /// among the allocations of the queries in flight, and `max_bytes`
-    /// holds for the process's resident memory, not only for the entries.
-    pub async fn insert(&self, key: &KeyBuf, answer: &Arc<Answer>, now: Millis) {
-        let (stored, done) = oneshot::channel();
-        let insert = Insert {
-            key: *key,
-            answer: Arc::clone(answer),
-            now,
-            stored,
-        };
-        match self.writer.try_send(insert) {
-            Ok(()) => {
-                let _ = done.await;
-            }
-            Err(_) => self.counters.inserts_dropped.inc(),
-        }
-    }
-
-    /// Memory the entries cost, by the cache's own count, in octets.
-    pub fn weight(&self) -> u64 {
-        self.store.weight()
-    }
-
-    /// Entries held.
-    pub fn len(&self) -> usize {
-        self.store.len()
-    }
-
-    /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.store.is_empty()
-    }
-}
-
-/// What the writer needs to turn an answer into an entry.
-#[derive(Debug, Clone, Copy)]
-struct Policy {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: RandomState,
     limits: Limits,
     /// How long past expiry an entry may be served stale; 0 when off.
     stale_for: Millis,
     prefetch: bool,
+    counters: Arc<CacheCounters>,
 }
 
-/// One answer for the writer thread to store.
-struct Insert {
-    key: KeyBuf,
-    answer: Arc<Answer>,
-    now: Millis,
-    /// Told when the answer is stored (or refused).
-    stored: oneshot::Sender<()>,
-}
-
-/// Weighs an entry by the memory it costs.
-#[derive(Debug, Clone, Copy)]
-struct EntryWeight;
-
-impl Weighter<Key, Arc<Entry>> for EntryWeight {
-    fn weight(&self, key: &Key, entry: &Arc<Entry>) -> u64 {
-        entry.weight() + key.len() as u64
+impl Cache {
+    /// An empty cache sized and tuned by `config`. Pages are allocated as
+    /// answers arrive, up to `max_bytes` with the index.
+    pub fn new(config: &CacheConfig, counters: Arc<CacheCounters>) -> Self {
+        let shards = (config.max_bytes / (64 * PAGE))
+            .clamp(1, MAX_SHARDS)
+            .next_power_of_two();
+        let shards = if shards > MAX_SHARDS {
+            shards / 2
+        } else {
+            shards
+        };
+        let pages_per_shard = config.max_bytes * PAGE_SHARE_PERCENT / 100 / shards / PAGE;
+        let hasher = RandomState::default();
+        let shards = (0..shards)
+            .map(|_| RwLock::new(Shard::new(pages_per_shard, hasher.clone())))
+            .collect();
+        let stale_for = if config.serve_stale {
+            config.max_stale.as_millis() as Millis
+        } else {
+            0
+        };
+        Self {
+            shards,
+            hasher,
+            limits: config.limits,
+            stale_for,
+            prefetch: config.prefetch,
+            counters,
+        }
     }
-}
 
-/// Counts entries pushed out to make room.
-#[derive(Debug, Clone)]
-struct Evictions(Arc<CacheCounters>);
+    fn shard(&self, hash: u64) -> RwLockReadGuard<'_, Shard> {
+        let shard = &self.shards[hash as usize & (self.shards.len() - 1)];
+        shard
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 
-impl Lifecycle<Key, Arc<Entry>> for Evictions {
-    type RequestState = ();
+    /// Writes the cached answer for `query` into `out` if it is fresh.
+    /// Allocation-free as long as `out` has the capacity (the UDP
+    /// listener's has 64 KiB).
+    pub fn answer(
+        &self,
+        key: &KeyBuf,
+        query: &Query<'_>,
+        transport: Transport,
+        udp_size: u16,
+        now: Millis,
+        out: &mut Vec<u8>,
+    ) -> Hit {
+        let hash = self.hasher.hash_one(key.as_bytes());
+        let shard = self.shard(hash);
+        let due = |times: Times| {
+            self.prefetch
+                && now >= times.stored_at + u64::from(times.lifetime) * PREFETCH_AT_PERCENT * 10
+        };
+        let Some(found) = shard.find(key.as_bytes(), hash, |entry| due(entry.times())) else {
+            self.counters.misses.inc();
+            return Hit::Miss;
+        };
+        let times = found.entry.times();
+        let fresh_until = times.stored_at + u64::from(times.lifetime) * 1000;
+        if now >= fresh_until {
+            self.counters.misses.inc();
+            return if now < fresh_until + self.stale_for {
+                Hit::Stale
+            } else {
+                Hit::Miss
+            };
+        }
+        self.counters.hits.inc();
+        out.resize(found.entry.parts().max_client_len(), 0);
+        let Ok(written) = found
+            .entry
+            .write(query, transport, udp_size, now, false, out)
+        else {
+            return Hit::Miss;
+        };
+        if found.claimed_prefetch {
+            self.counters.prefetches.inc();
+            Hit::Prefetch(written)
+        } else {
+            Hit::Fresh(written)
+        }
+    }
 
-    fn on_evict(&self, _: &mut (), _: Key, _: Arc<Entry>) {
-        self.0.evictions.inc();
+    /// Writes the expired answer for `query` as a stale one (TTL 30), if
+    /// it is still within the stale window.
+    pub fn answer_stale(
+        &self,
+        key: &KeyBuf,
+        query: &Query<'_>,
+        transport: Transport,
+        udp_size: u16,
+        now: Millis,
+        out: &mut Vec<u8>,
+    ) -> Option<Written> {
+        let hash = self.hasher.hash_one(key.as_bytes());
+        let shard = self.shard(hash);
+        let found = shard.find(key.as_bytes(), hash, |_| false)?;
+        let times = found.entry.times();
+        let servable_until = times.stored_at + u64::from(times.lifetime) * 1000 + self.stale_for;
+        if now >= servable_until {
+            return None;
+        }
+        out.resize(found.entry.parts().max_client_len(), 0);
+        let written = found
+            .entry
+            .write(query, transport, udp_size, now, true, out)
+            .ok()?;
+        self.counters.stale_served.inc();
+        Some(written)
+    }
+
+    /// Stores `answer` under `key` if it may be cached.
+    pub fn insert(&self, key: &KeyBuf, answer: &Answer, now: Millis) {
+        let mut answer = answer.clone();
+        let Some(lifetime) = lifetime::prepare(&mut answer, &self.limits) else {
+            return;
+        };
+        let times = Times {
+            stored_at: now,
+            lifetime,
+        };
+        let horizon = now.saturating_sub(self.stale_for);
+        let hash = self.hasher.hash_one(key.as_bytes());
+        let shard = &self.shards[hash as usize & (self.shards.len() - 1)];
+        let mut shard = shard
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shard.insert(
+            key.as_bytes(),
+            hash,
+            &answer,
+            times,
+            horizon,
+            &self.counters,
+        ) {
+            self.counters.inserts.inc();
+        } else {
+            self.counters.inserts_refused.inc();
+        }
+    }
+
+    /// Memory the cache takes, in octets: pages, indexes, scratch pages.
+    pub fn weight(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| self.read(shard).bytes() as u64)
+            .sum()
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| self.read(shard).len()).sum()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read<'a>(&self, shard: &'a RwLock<Shard>) -> RwLockReadGuard<'a, Shard> {
+        shard
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -7,10 +7,7 @@ use hickory_proto::rr::rdata::{A, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
-use crate::{
-    metrics::CacheCounters,
-    wire::{Query, Question, Transport},
-};
+use crate::wire::Question;
 
 const SECOND: Millis = 1000;
 
@@ -32,8 +29,10 @@ fn config(max_bytes: usize) -> CacheConfig {
 
 fn cache(max_bytes: usize) -> (Cache, Arc<CacheCounters>) {
     let counters = Arc::new(CacheCounters::default());
-    let cache = Cache::new(&config(max_bytes), Arc::clone(&counters)).unwrap();
-    (cache, counters)
+    (
+        Cache::new(&config(max_bytes), Arc::clone(&counters)),
+        counters,
+    )
 }
 
 /// An upstream response for `name`: A records with `ttl`, or the SOA of a
@@ -77,168 +76,269 @@ fn key(packet: &[u8]) -> KeyBuf {
     KeyBuf::of(&Query::parse(packet).unwrap())
 }
 
-async fn store(cache: &Cache, name: &str, rcode: ResponseCode, ttl: u32, now: Millis) {
+fn store(cache: &Cache, name: &str, rcode: ResponseCode, ttl: u32, now: Millis) {
+    cache.insert(
+        &key(&client(name)),
+        &answer(&response(name, rcode, ttl, false)),
+        now,
+    );
+}
+
+/// What the cache does for a client asking `name` at `now`, and the reply
+/// it wrote, if any.
+fn ask(cache: &Cache, name: &str, now: Millis) -> (Hit, Option<Message>) {
     let packet = client(name);
-    let answer = Arc::new(answer(&response(name, rcode, ttl, false)));
-    cache.insert(&key(&packet), &answer, now).await;
+    let query = Query::parse(&packet).unwrap();
+    let mut out = Vec::with_capacity(4096);
+    let hit = cache.answer(&key(&packet), &query, Transport::Udp, 1232, now, &mut out);
+    let reply = match hit {
+        Hit::Fresh(written) | Hit::Prefetch(written) => {
+            Some(Message::from_vec(&out[..written.len]).unwrap())
+        }
+        Hit::Stale | Hit::Miss => None,
+    };
+    (hit, reply)
 }
 
-fn reply(entry: &Entry, packet: &[u8], now: Millis) -> Message {
-    let mut out = [0u8; 1024];
-    let query = Query::parse(packet).unwrap();
-    let written = entry
-        .write(&query, Transport::Udp, 1232, now, &mut out)
-        .unwrap();
-    Message::from_vec(&out[..written.len]).unwrap()
-}
-
-fn fresh(lookup: Lookup) -> Arc<Entry> {
-    match lookup {
-        Lookup::Fresh(entry) | Lookup::Prefetch(entry) => entry,
-        other => panic!("expected a fresh entry, got {other:?}"),
+fn fresh(cache: &Cache, name: &str, now: Millis) -> Message {
+    match ask(cache, name, now) {
+        (Hit::Fresh(_) | Hit::Prefetch(_), Some(reply)) => reply,
+        (other, _) => panic!("expected a fresh answer, got {other:?}"),
     }
 }
 
-#[tokio::test]
-async fn hit_patches_id_case_and_ttl() {
+#[test]
+fn hit_patches_id_case_and_ttl() {
     let (cache, counters) = cache(1 << 20);
-    store(&cache, "www.example.", ResponseCode::NoError, 300, 0).await;
-    let packet = client("WwW.ExAmple.");
-    let entry = fresh(cache.lookup(key(&packet).as_bytes(), 10 * SECOND + 999));
-    let message = reply(&entry, &packet, 10 * SECOND + 999);
-    assert_eq!(message.metadata.id, 0x4242);
-    assert_eq!(message.queries[0].name().to_ascii(), "WwW.ExAmple.");
+    store(&cache, "www.example.", ResponseCode::NoError, 300, 0);
+    let reply = fresh(&cache, "WwW.ExAmple.", 10 * SECOND + 999);
+    assert_eq!(reply.metadata.id, 0x4242);
+    assert_eq!(reply.queries[0].name().to_ascii(), "WwW.ExAmple.");
     assert_eq!(
-        message.answers[0].ttl, 290,
+        reply.answers[0].ttl, 290,
         "ten whole seconds spent in the cache"
     );
     assert_eq!((counters.hits.get(), counters.inserts.get()), (1, 1));
 }
 
-#[tokio::test]
-async fn expired_entry_is_stale_then_gone() {
+#[test]
+fn expired_entry_is_stale_then_gone() {
     let (cache, counters) = cache(1 << 20);
-    store(&cache, "a.example.", ResponseCode::NoError, 60, 0).await;
-    let key = key(&client("a.example."));
-    let Lookup::Stale(entry) = cache.lookup(key.as_bytes(), 61 * SECOND) else {
-        panic!("stale")
-    };
-    let mut out = [0u8; 512];
+    store(&cache, "a.example.", ResponseCode::NoError, 60, 0);
+    assert_eq!(ask(&cache, "a.example.", 61 * SECOND).0, Hit::Stale);
     let packet = client("a.example.");
-    let written = entry
-        .write_stale(
-            &Query::parse(&packet).unwrap(),
+    let query = Query::parse(&packet).unwrap();
+    let mut out = Vec::with_capacity(4096);
+    let written = cache
+        .answer_stale(
+            &key(&packet),
+            &query,
             Transport::Udp,
             1232,
+            61 * SECOND,
             &mut out,
         )
         .unwrap();
-    let message = Message::from_vec(&out[..written.len]).unwrap();
-    assert_eq!(message.answers[0].ttl, STALE_TTL);
+    let stale = Message::from_vec(&out[..written.len]).unwrap();
+    assert_eq!(stale.answers[0].ttl, STALE_TTL);
     let past_window = 61 * SECOND + 86_400 * SECOND;
-    assert!(matches!(
-        cache.lookup(key.as_bytes(), past_window),
-        Lookup::Miss
-    ));
+    assert_eq!(ask(&cache, "a.example.", past_window).0, Hit::Miss);
     assert!(
-        cache.is_empty(),
-        "an entry past its stale window is removed"
+        cache
+            .answer_stale(
+                &key(&packet),
+                &query,
+                Transport::Udp,
+                1232,
+                past_window,
+                &mut out
+            )
+            .is_none()
     );
-    assert_eq!(counters.misses.get(), 2);
+    assert_eq!((counters.misses.get(), counters.stale_served.get()), (2, 1));
 }
 
-#[tokio::test]
-async fn negative_answer_lives_as_long_as_the_soa_says() {
+#[test]
+fn negative_answer_lives_as_long_as_the_soa_says() {
     let (cache, _) = cache(1 << 20);
-    store(&cache, "nx.example.", ResponseCode::NXDomain, 120, 0).await;
-    let key = key(&client("nx.example."));
-    let entry = fresh(cache.lookup(key.as_bytes(), 119 * SECOND));
-    let message = reply(&entry, &client("nx.example."), 119 * SECOND);
-    assert_eq!(message.metadata.response_code, ResponseCode::NXDomain);
+    store(&cache, "nx.example.", ResponseCode::NXDomain, 120, 0);
+    let reply = fresh(&cache, "nx.example.", 119 * SECOND);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(
-        message.authorities[0].ttl, 1,
+        reply.authorities[0].ttl, 1,
         "120 s negative TTL, 119 s spent"
     );
-    assert!(matches!(
-        cache.lookup(key.as_bytes(), 120 * SECOND),
-        Lookup::Stale(_)
-    ));
+    assert_eq!(ask(&cache, "nx.example.", 120 * SECOND).0, Hit::Stale);
 }
 
-#[tokio::test]
-async fn servfail_is_kept_five_seconds_and_truncated_answers_not_at_all() {
+#[test]
+fn servfail_is_kept_five_seconds_and_truncated_answers_not_at_all() {
     let (cache, _) = cache(1 << 20);
-    store(&cache, "fail.example.", ResponseCode::ServFail, 0, 0).await;
-    let failing = key(&client("fail.example."));
-    fresh(cache.lookup(failing.as_bytes(), 4 * SECOND));
-    assert!(!matches!(
-        cache.lookup(failing.as_bytes(), 5 * SECOND),
-        Lookup::Fresh(_)
-    ));
-    let truncated = Arc::new(answer(&response(
-        "tc.example.",
-        ResponseCode::NoError,
-        300,
-        true,
-    )));
-    cache
-        .insert(&key(&client("tc.example.")), &truncated, 0)
-        .await;
-    assert!(matches!(
-        cache.lookup(key(&client("tc.example.")).as_bytes(), 0),
-        Lookup::Miss
-    ));
+    store(&cache, "fail.example.", ResponseCode::ServFail, 0, 0);
+    fresh(&cache, "fail.example.", 4 * SECOND);
+    assert_eq!(ask(&cache, "fail.example.", 5 * SECOND).0, Hit::Stale);
+    let truncated = answer(&response("tc.example.", ResponseCode::NoError, 300, true));
+    cache.insert(&key(&client("tc.example.")), &truncated, 0);
+    assert_eq!(ask(&cache, "tc.example.", 0).0, Hit::Miss);
 }
 
-#[tokio::test]
-async fn prefetch_fires_once_in_the_last_tenth() {
+#[test]
+fn prefetch_fires_once_in_the_last_tenth() {
     let (cache, counters) = cache(1 << 20);
-    store(&cache, "p.example.", ResponseCode::NoError, 100, 0).await;
-    let key = key(&client("p.example."));
-    fresh(cache.lookup(key.as_bytes(), 89 * SECOND));
+    store(&cache, "p.example.", ResponseCode::NoError, 100, 0);
     assert!(matches!(
-        cache.lookup(key.as_bytes(), 91 * SECOND),
-        Lookup::Prefetch(_)
+        ask(&cache, "p.example.", 89 * SECOND).0,
+        Hit::Fresh(_)
     ));
-    fresh(cache.lookup(key.as_bytes(), 92 * SECOND));
+    assert!(matches!(
+        ask(&cache, "p.example.", 91 * SECOND).0,
+        Hit::Prefetch(_)
+    ));
+    assert!(matches!(
+        ask(&cache, "p.example.", 92 * SECOND).0,
+        Hit::Fresh(_)
+    ));
     assert_eq!(counters.prefetches.get(), 1);
+    // A new answer for the name may be prefetched again.
+    store(
+        &cache,
+        "p.example.",
+        ResponseCode::NoError,
+        100,
+        92 * SECOND,
+    );
+    assert!(matches!(
+        ask(&cache, "p.example.", 183 * SECOND).0,
+        Hit::Prefetch(_)
+    ));
 }
 
-#[tokio::test]
-async fn memory_bound_evicts_and_counts() {
-    let max_bytes = 64 * 1024;
+#[test]
+fn replacing_an_entry_keeps_one() {
+    let (cache, _) = cache(1 << 20);
+    for at in 0..5 {
+        store(
+            &cache,
+            "r.example.",
+            ResponseCode::NoError,
+            300 + at as u32,
+            at * SECOND,
+        );
+    }
+    assert_eq!(cache.len(), 1);
+    assert_eq!(fresh(&cache, "r.example.", 4 * SECOND).answers[0].ttl, 304);
+}
+
+#[test]
+fn memory_bound_evicts_and_counts() {
+    let max_bytes = 256 * 1024;
     let (cache, counters) = cache(max_bytes);
-    for i in 0..2000 {
-        let name = format!("host{i}.example.");
-        store(&cache, &name, ResponseCode::NoError, 300, 0).await;
+    for i in 0..20_000 {
+        store(
+            &cache,
+            &format!("host{i}.example."),
+            ResponseCode::NoError,
+            300,
+            0,
+        );
     }
     assert!(
         cache.weight() <= max_bytes as u64,
         "{} > {max_bytes}",
         cache.weight()
     );
-    assert!(cache.len() < 2000);
-    assert!(counters.evictions.get() > 0);
-    assert_eq!(counters.inserts.get(), 2000);
+    assert!(
+        cache.len() < 20_000 && cache.len() > 1000,
+        "{} entries",
+        cache.len()
+    );
+    assert_eq!(counters.evictions.get() as usize + cache.len(), 20_000);
+    assert_eq!(counters.inserts.get(), 20_000);
+    // The newest are the ones kept.
+    fresh(&cache, "host19999.example.", 0);
+    assert_eq!(ask(&cache, "host0.example.", 0).0, Hit::Miss);
 }
 
-#[tokio::test]
-async fn answer_bigger_than_a_shard_is_refused_and_counted() {
-    let (cache, counters) = cache(64 * 1024);
+#[test]
+fn entries_hit_since_they_were_written_get_a_second_chance() {
+    let (cache, _) = cache(256 * 1024);
+    store(&cache, "popular.example.", ResponseCode::NoError, 3000, 0);
+    for i in 0..20_000 {
+        store(
+            &cache,
+            &format!("once{i}.example."),
+            ResponseCode::NoError,
+            3000,
+            0,
+        );
+        if i % 500 == 0 {
+            fresh(&cache, "popular.example.", 0);
+        }
+    }
+    fresh(&cache, "popular.example.", 0);
+    assert_eq!(
+        ask(&cache, "once0.example.", 0).0,
+        Hit::Miss,
+        "one-hit names were evicted"
+    );
+}
+
+#[test]
+fn answer_bigger_than_an_entry_may_be_is_refused_and_counted() {
+    let (cache, counters) = cache(1 << 20);
     let owner = Name::from_ascii("big.example.").unwrap();
     let mut message = Message::new(7, MessageType::Response, OpCode::Query);
     message.add_query(HickoryQuery::query(owner.clone(), RecordType::TXT));
-    // About 26 KB: more than a shard of a 64 KiB cache can hold.
+    // About 26 KB: more than a quarter page.
     for _ in 0..100 {
         let txt = TXT::new(vec!["x".repeat(250)]);
         message.add_answer(Record::from_rdata(owner.clone(), 300, RData::TXT(txt)));
     }
     let bytes = message.to_vec().unwrap();
-    let big = client("big.example.");
-    cache.insert(&key(&big), &Arc::new(answer(&bytes)), 0).await;
+    cache.insert(&key(&client("big.example.")), &answer(&bytes), 0);
     assert_eq!(
         (counters.inserts_refused.get(), counters.inserts.get()),
         (1, 0)
     );
     assert!(cache.is_empty());
+}
+
+#[test]
+fn small_answers_cost_about_a_hundred_octets_each() {
+    let (cache, _) = cache(16 << 20);
+    for i in 0..50_000 {
+        store(
+            &cache,
+            &format!("n{i}.memory.test."),
+            ResponseCode::NoError,
+            300,
+            0,
+        );
+    }
+    assert_eq!(cache.len(), 50_000);
+    let per_name = cache.weight() / 50_000;
+    assert!(per_name < 110, "{per_name} octets a name");
+}
+
+#[test]
+fn what_is_found_is_always_the_latest_answer_stored() {
+    // Random inserts and replacements over a small cache that must evict:
+    // every lookup either misses or finds the TTL stored last for that name.
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
+    let (cache, _) = cache(128 * 1024);
+    let mut rng = StdRng::seed_from_u64(2308);
+    let mut latest = std::collections::HashMap::new();
+    let mut found = 0;
+    for round in 0..40_000u32 {
+        let name = format!("k{}.example.", rng.random_range(0..3000));
+        if rng.random_bool(0.5) {
+            let ttl = 1000 + round;
+            store(&cache, &name, ResponseCode::NoError, ttl, 0);
+            latest.insert(name, ttl);
+        } else if let (Hit::Fresh(_) | Hit::Prefetch(_), Some(reply)) = ask(&cache, &name, 0) {
+            assert_eq!(Some(&reply.answers[0].ttl), latest.get(&name), "{name}");
+            found += 1;
+        }
+    }
+    assert!(found > 1000, "only {found} hits");
 }

@@ -12,7 +12,6 @@ use tracing::{debug, error, info};
 
 use super::Context;
 use crate::{
-    cache::Entry,
     resolver::Immediate,
     wire::{MAX_MESSAGE_LEN, Transport},
 };
@@ -122,7 +121,8 @@ struct Forwarded {
     socket: Arc<UdpSocket>,
     context: Arc<Context>,
     peer: SocketAddr,
-    stale: Option<Arc<Entry>>,
+    /// Whether the cache holds an expired answer to fall back on.
+    stale: bool,
 }
 
 impl Forwarded {

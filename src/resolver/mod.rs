@@ -17,12 +17,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span};
 
 use self::coalesce::{InFlight, Outcome, Role};
 use crate::{
-    cache::{Cache, Clock, Entry, KeyBuf, Lookup, Millis},
+    cache::{Cache, Clock, Hit, KeyBuf, Millis},
     config::Config,
     metrics::Metrics,
     upstream::{Pool, UpstreamError},
@@ -36,7 +37,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Resolved {
     /// The answer, written per client.
-    pub answer: Arc<Answer>,
+    pub answer: Answer,
     /// Index of the upstream that answered.
     pub upstream: usize,
     /// Whether the upstream padded its answer.
@@ -75,9 +76,9 @@ pub enum Immediate {
     Reply(usize),
     /// Send nothing.
     Drop,
-    /// The query needs upstream; an expired answer that may stand in for
-    /// a fresh one comes along.
-    Forward(Option<Arc<Entry>>),
+    /// The query needs upstream; true when the cache holds an expired
+    /// answer that may stand in for a fresh one.
+    Forward(bool),
 }
 
 /// How the resolver answers, from the configuration.
@@ -176,21 +177,18 @@ impl Resolver {
             Err(error) => return self.refuse(packet, error, out),
         };
         let Some(cache) = &self.cache else {
-            return Immediate::Forward(None);
+            return Immediate::Forward(false);
         };
-        let entry = match cache.lookup(KeyBuf::of(&query).as_bytes(), now) {
-            Lookup::Fresh(entry) => entry,
-            Lookup::Prefetch(entry) => {
+        let key = KeyBuf::of(&query);
+        let udp_size = self.settings.max_udp_size;
+        match cache.answer(&key, &query, transport, udp_size, now, out) {
+            Hit::Fresh(written) => Immediate::Reply(self.count_written(written)),
+            Hit::Prefetch(written) => {
                 self.prefetch(packet);
-                entry
+                Immediate::Reply(self.count_written(written))
             }
-            Lookup::Stale(entry) => return Immediate::Forward(Some(entry)),
-            Lookup::Miss => return Immediate::Forward(None),
-        };
-        out.resize(entry.answer().max_client_len(), 0);
-        match entry.write(&query, transport, self.settings.max_udp_size, now, out) {
-            Ok(written) => Immediate::Reply(self.count_written(written)),
-            Err(_) => Immediate::Drop,
+            Hit::Stale => Immediate::Forward(true),
+            Hit::Miss => Immediate::Forward(false),
         }
     }
 
@@ -201,7 +199,7 @@ impl Resolver {
         self: &Arc<Self>,
         packet: &[u8],
         transport: Transport,
-        stale: Option<Arc<Entry>>,
+        stale: bool,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
         let query = Query::parse(packet).ok()?;
@@ -212,12 +210,23 @@ impl Resolver {
         let span =
             debug_span!("query", qname = %NameDisplay(question.name()), qtype = question.qtype());
         let outcome = match (stale, self.settings.stale_answer_after) {
-            (Some(stale), Some(wait)) => {
-                self.fresh_or_stale(packet, stale, wait)
+            (true, Some(wait)) => {
+                let raced = self
+                    .fresh_or_stale(packet, wait)
                     .instrument(span.clone())
-                    .await
+                    .await;
+                match raced {
+                    Ok(resolved) => Ok(resolved),
+                    Err(refresh) => {
+                        if let Some(len) = self.write_stale(&query, transport, out) {
+                            return Some(len);
+                        }
+                        // The stale answer went meanwhile: wait for the fresh one.
+                        refresh.await.unwrap_or(Err(ResolveError::Unreachable))
+                    }
+                }
             }
-            _ => Fresh(self.resolve(&query).instrument(span.clone()).await),
+            _ => self.resolve(&query).instrument(span.clone()).await,
         };
         // Nothing below awaits, so the span can simply be entered.
         let _entered = span.enter();
@@ -253,7 +262,7 @@ impl Resolver {
                 Role::Lead(leader) => {
                     let outcome = self.forward(query, deadline).await;
                     if let (Ok(resolved), Some(cache)) = (&outcome, &self.cache) {
-                        cache.insert(&key, &resolved.answer, self.clock.now()).await;
+                        cache.insert(&key, &resolved.answer, self.clock.now());
                     }
                     leader.publish(&outcome);
                     return outcome;
@@ -290,7 +299,7 @@ impl Resolver {
                 .unwrap_or(Err(UpstreamError::Timeout));
         match exchange {
             Ok(exchange) => Ok(Arc::new(Resolved {
-                answer: Arc::new(exchange.reply.answer),
+                answer: exchange.reply.answer,
                 upstream: exchange.upstream,
                 padded: exchange.reply.padded,
                 len: exchange.reply.len,
@@ -304,20 +313,35 @@ impl Resolver {
     //---- Serve-stale and prefetch ----
 
     /// Races a fresh resolution against `wait`: the fresh answer when it
-    /// comes in time, else `stale`. The resolution runs in the background
-    /// either way, so the cache is refreshed for the next client.
+    /// comes in time and well, else the resolution, still running or
+    /// failed. It runs in the background either way, so the cache is
+    /// refreshed for the next client.
     async fn fresh_or_stale(
         self: &Arc<Self>,
         packet: &[u8],
-        stale: Arc<Entry>,
         wait: Duration,
-    ) -> Answered {
+    ) -> Result<Arc<Resolved>, JoinHandle<Outcome>> {
         let mut refresh = self.spawn_refresh(packet);
-        let raced = tokio::time::timeout(wait, &mut refresh).await;
-        match raced {
-            Ok(Ok(Ok(resolved))) => Fresh(Ok(resolved)),
-            _ => Stale(stale),
+        match tokio::time::timeout(wait, &mut refresh).await {
+            Ok(Ok(Ok(resolved))) => Ok(resolved),
+            _ => Err(refresh),
         }
+    }
+
+    /// Writes the cache's expired answer for `query`, TTLs 30 (RFC 8767).
+    fn write_stale(
+        &self,
+        query: &Query<'_>,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let cache = self.cache.as_ref()?;
+        let key = KeyBuf::of(query);
+        let now = self.clock.now();
+        let written =
+            cache.answer_stale(&key, query, transport, self.settings.max_udp_size, now, out)?;
+        debug!("answered stale");
+        Some(self.count_written(written))
     }
 
     /// Refreshes a nearly expired answer in the background.
@@ -327,7 +351,7 @@ impl Resolver {
 
     /// Resolves `packet` again in a task of its own, which stores the
     /// answer in the cache whoever waits for it.
-    fn spawn_refresh(self: &Arc<Self>, packet: &[u8]) -> tokio::task::JoinHandle<Outcome> {
+    fn spawn_refresh(self: &Arc<Self>, packet: &[u8]) -> JoinHandle<Outcome> {
         let resolver = Arc::clone(self);
         let packet = packet.to_vec();
         self.background.spawn(async move {
@@ -342,36 +366,29 @@ impl Resolver {
         &self,
         query: &Query<'_>,
         transport: Transport,
-        outcome: Answered,
+        outcome: Outcome,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
         let udp_size = self.settings.max_udp_size;
-        let written = match outcome {
-            Fresh(Ok(resolved)) => {
+        match outcome {
+            Ok(resolved) => {
                 let (rcode, rtt) = (resolved.answer.rcode(), resolved.rtt);
                 debug!(upstream = resolved.upstream, rcode, ?rtt, "answered");
                 out.resize(resolved.answer.max_client_len(), 0);
-                resolved
+                let written = resolved
                     .answer
                     .write_for_client(query, transport, udp_size, out)
-                    .ok()?
+                    .ok()?;
+                Some(self.count_written(written))
             }
-            Stale(entry) => {
-                debug!("answered stale");
-                self.metrics.cache.stale_served.inc();
-                out.resize(entry.answer().max_client_len(), 0);
-                entry.write_stale(query, transport, udp_size, out).ok()?
-            }
-            Fresh(Err(error)) => {
+            Err(error) => {
                 debug!(%error, "answering SERVFAIL");
                 self.metrics.server.servfail.inc();
                 out.resize(MAX_SHORT_REPLY, 0);
                 let reason = (ede::NO_REACHABLE_AUTHORITY, error.as_str());
-                let len = reply::write_servfail(query, reason, udp_size, out).ok()?;
-                return Some(len);
+                reply::write_servfail(query, reason, udp_size, out).ok()
             }
-        };
-        Some(self.count_written(written))
+        }
     }
 
     fn count_written(&self, written: Written) -> usize {
@@ -398,13 +415,3 @@ impl Resolver {
         }
     }
 }
-
-/// Where an answer came from.
-enum Answered {
-    /// From upstream, or why not.
-    Fresh(Outcome),
-    /// From the cache, expired.
-    Stale(Arc<Entry>),
-}
-
-use Answered::{Fresh, Stale};

@@ -149,7 +149,7 @@ impl Answer {
 
     /// The longest reply [`Answer::write_for_client`] can write.
     pub fn max_client_len(&self) -> usize {
-        (self.message.len() + OPT_FIXED_LEN + self.options.len()).max(super::reply::MAX_SHORT_REPLY)
+        self.parts().max_client_len()
     }
 
     /// The stored message: the upstream's response without its OPT record.
@@ -157,9 +157,68 @@ impl Answer {
         &self.message
     }
 
-    /// Writes this answer for the client whose query is `query`. `udp_size`
-    /// is dotstub's own UDP payload limit, advertised in the reply and used
-    /// to cap what a UDP client may ask.
+    /// The answer as parts to write from.
+    pub fn parts(&self) -> AnswerParts<'_> {
+        let (header, rest) = self.message.split_at(HEADER_LEN.min(self.message.len()));
+        AnswerParts {
+            header: header.try_into().unwrap_or(&[0; HEADER_LEN]),
+            question_len: self.question_len,
+            records: rest.get(self.question_len..).unwrap_or_default(),
+            rcode: self.rcode,
+            options: &self.options,
+        }
+    }
+
+    /// Writes this answer for the client whose query is `query`; see
+    /// [`AnswerParts::write_for_client`].
+    pub fn write_for_client(
+        &self,
+        query: &Query<'_>,
+        transport: Transport,
+        udp_size: u16,
+        out: &mut [u8],
+    ) -> Result<Written, Overflow> {
+        self.parts()
+            .write_for_client(query, transport, udp_size, out)
+    }
+}
+
+//---- AnswerParts ----
+
+/// An answer as the parts a reply is written from, borrowed from an
+/// [`Answer`] or from a cache entry. The question is not among them: the
+/// reply carries the client's own, which has the same length, so every
+/// compression pointer in the records stays valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerParts<'a> {
+    /// The upstream's header (counts included).
+    pub header: &'a [u8; HEADER_LEN],
+    /// Length of the question section that sits between header and records.
+    pub question_len: usize,
+    /// Everything after the question: answer, authority and additional
+    /// records, without OPT.
+    pub records: &'a [u8],
+    /// The 12-bit RCODE.
+    pub rcode: u16,
+    /// Extended DNS Error options passed on to EDNS clients.
+    pub options: &'a [u8],
+}
+
+impl AnswerParts<'_> {
+    /// Length of the message the parts make, question included.
+    pub fn message_len(&self) -> usize {
+        HEADER_LEN + self.question_len + self.records.len()
+    }
+
+    /// The longest reply [`AnswerParts::write_for_client`] can write.
+    pub fn max_client_len(&self) -> usize {
+        (self.message_len() + OPT_FIXED_LEN + self.options.len()).max(super::reply::MAX_SHORT_REPLY)
+    }
+
+    /// Writes the answer for the client whose query is `query`: its ID, its
+    /// RD bit and spelling of the name, its own OPT record, TC=1 when it
+    /// does not fit. `udp_size` is dotstub's own UDP payload limit,
+    /// advertised in the reply and used to cap what a UDP client may ask.
     pub fn write_for_client(
         &self,
         query: &Query<'_>,
@@ -186,27 +245,26 @@ impl Answer {
             dnssec_ok: e.dnssec_ok,
             extended_error: None,
         });
-        if self.message.len() + opt_len > limit {
-            let len = self.write_truncated(query, edns, out)?;
+        let header = Header::parse(self.header).map_err(|_| Overflow)?;
+        if self.message_len() + opt_len > limit {
+            let len = self.write_truncated(&header, query, edns, out)?;
             return Ok(Written { len, whole: false });
         }
         let mut w = Writer::new(out);
-        w.put(&self.message)?;
+        w.put(self.header)?;
+        w.put(query.question().as_bytes())?;
+        w.put(self.records)?;
         if let Some(edns) = edns {
             write_opt(
                 &mut w,
                 edns.udp_size,
                 extended_rcode,
                 edns.dnssec_ok,
-                &self.options,
+                self.options,
             )?;
         }
-        let message = w.written_mut();
-        message[HEADER_LEN..HEADER_LEN + self.question_len]
-            .copy_from_slice(query.question().as_bytes());
-        let header = Header::parse(message).map_err(|_| Overflow)?;
         let arcount = header.arcount() + u16::from(edns.is_some());
-        HeaderMut::new(message)
+        HeaderMut::new(w.written_mut())
             .map_err(|_| Overflow)?
             .set_id(query.id())
             .set_flags(client_flags(&header, query))
@@ -221,15 +279,14 @@ impl Answer {
     /// (RFC 1035 §4.2.1, RFC 7766 §5).
     fn write_truncated(
         &self,
+        header: &Header,
         query: &Query<'_>,
         edns: Option<ReplyEdns<'_>>,
         out: &mut [u8],
     ) -> Result<usize, Overflow> {
-        let header = Header::parse(&self.message).map_err(|_| Overflow)?;
-        let flags = client_flags(&header, query) | flag::TC;
         ShortReply {
             id: query.id(),
-            flags,
+            flags: client_flags(header, query) | flag::TC,
             question: Some(query.question().as_bytes()),
             extended_rcode: (self.rcode >> 4) as u8,
             edns,
