@@ -211,6 +211,13 @@ fn limits_outside_their_range_are_refused() {
 }
 
 #[test]
+fn cache_smaller_than_its_pages_is_refused() {
+    let found = problems(&format!("[cache]\nmax_bytes = 65536\n{MINIMAL}"));
+    assert_eq!(found[0].key, "cache.max_bytes");
+    assert!(found[0].message.contains("at least 262144"), "{}", found[0].message);
+}
+
+#[test]
 fn no_upstream_is_refused() {
     let found = problems("[listen]\naddresses = [\"127.0.0.1:5453\"]\n");
     assert_eq!(found.len(), 1);

@@ -34,8 +34,8 @@ const MAX_CONNECTIONS: usize = 64;
 /// queries together then hold at most 8,192 of the 65,536 message IDs, so
 /// a free random ID is found at once.
 const MAX_PER_CONNECTION: usize = 4096;
-/// Smallest cache: room for a largest message or so.
-const MIN_CACHE_BYTES: usize = 64 * 1024;
+/// Smallest cache: a few 32 KiB pages, their index and scratch page.
+const MIN_CACHE_BYTES: usize = 256 * 1024;
 /// Largest cache: 64 GiB.
 const MAX_CACHE_BYTES: usize = 64 << 30;
 /// Longest TTL kept: RFC 2181 §8 allows 2^31 - 1, but a week is plenty.
@@ -201,7 +201,7 @@ fn check_cache(checker: &mut Checker<'_>, raw: RawCache) -> CacheConfig {
         .count("cache.max_bytes", raw.max_bytes, MAX_CACHE_BYTES)
         .get();
     if max_bytes < MIN_CACHE_BYTES {
-        let message = format!("expected at least {MIN_CACHE_BYTES} (64 KiB), found {max_bytes}");
+        let message = format!("expected at least {MIN_CACHE_BYTES} (256 KiB), found {max_bytes}");
         checker.report("cache.max_bytes", None, message);
     }
     if raw.min_ttl > raw.max_ttl {
