@@ -42,6 +42,8 @@ pub struct ServerCounters {
     pub dropped_short: Counter,
     /// Messages with QR=1 (responses), dropped.
     pub dropped_responses: Counter,
+    /// UDP datagrams longer than any query dotstub reads (4 KiB), dropped.
+    pub dropped_oversize: Counter,
     /// UDP queries dropped because `max_queries_in_flight` were being resolved.
     pub dropped_overload: Counter,
     /// Queries answered FORMERR.

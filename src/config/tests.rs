@@ -214,7 +214,11 @@ fn limits_outside_their_range_are_refused() {
 fn cache_smaller_than_its_pages_is_refused() {
     let found = problems(&format!("[cache]\nmax_bytes = 65536\n{MINIMAL}"));
     assert_eq!(found[0].key, "cache.max_bytes");
-    assert!(found[0].message.contains("at least 262144"), "{}", found[0].message);
+    assert!(
+        found[0].message.contains("at least 262144"),
+        "{}",
+        found[0].message
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! thread. `tcp` runs on the main runtime. Both hand each query to the
 //! [`Resolver`] and never let one client's query block another's.
 
+mod batch;
 mod tcp;
 mod udp;
 

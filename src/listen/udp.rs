@@ -1,8 +1,9 @@
 //! The UDP front end: one worker thread per socket, each running a
-//! single-threaded runtime of its own. Cached answers and error replies
-//! are written and sent inline, with buffers allocated once, without
-//! leaving the thread; a query that needs upstream becomes a task on the
-//! main runtime, so a slow upstream never holds up the next client.
+//! single-threaded runtime of its own. Datagrams come in batches
+//! (`batch`); cached answers and error replies are written in place and
+//! sent back in one batch, with buffers allocated once, without leaving
+//! the thread; a query that needs upstream becomes a task on the main
+//! runtime, so a slow upstream never holds up the next client.
 
 use std::{io, net::SocketAddr, sync::Arc};
 
@@ -10,11 +11,8 @@ use tokio::{net::UdpSocket, runtime::Handle};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
-use super::Context;
-use crate::{
-    resolver::Immediate,
-    wire::{MAX_MESSAGE_LEN, Transport},
-};
+use super::{Context, batch::Batch};
+use crate::{resolver::Immediate, wire::Transport};
 
 /// Starts worker `index`: a thread serving `socket` until shutdown. The
 /// thread counts as a task of `tracker` until it has sent every answer owed.
@@ -64,7 +62,7 @@ async fn serve(socket: Arc<UdpSocket>, context: Arc<Context>, main: Handle) {
 /// Yield to the worker's runtime every this many datagrams, so the answers
 /// of forwarded queries, sent through the same socket, are not starved
 /// while queries keep arriving.
-const YIELD_EVERY: u32 = 64;
+const YIELD_EVERY: usize = 64;
 
 async fn receive(
     socket: &Arc<UdpSocket>,
@@ -72,45 +70,55 @@ async fn receive(
     main: &Handle,
     forwarded: &TaskTracker,
 ) {
-    // Allocated once: every datagram is received into the same buffer and
-    // every immediate reply written into the same one.
-    let mut received = vec![0u8; MAX_MESSAGE_LEN];
-    let mut reply = Vec::with_capacity(MAX_MESSAGE_LEN);
+    // Allocated once: every batch is received into and answered from the
+    // same buffers.
+    let mut batch = Batch::new();
     let mut since_yield = 0;
     loop {
-        since_yield += 1;
-        if since_yield == YIELD_EVERY {
+        let received = tokio::select! {
+            _ = context.shutdown.cancelled() => break,
+            received = batch.receive(socket) => received,
+        };
+        let count = match received {
+            Ok(count) => count,
+            Err(error) => {
+                debug!(%error, "UDP receive failed");
+                continue;
+            }
+        };
+        context.metrics.server.udp_queries.add(count as u64);
+        let now = context.resolver.now();
+        for i in 0..count {
+            let (Some((packet, peer)), Some(out)) =
+                (batch.received.get(i), batch.replies.buffer(i))
+            else {
+                context.metrics.server.dropped_oversize.inc();
+                continue;
+            };
+            match context
+                .resolver
+                .answer_now(packet, Transport::Udp, now, out)
+            {
+                Immediate::Reply(len) => batch.replies.set(i, len, peer),
+                Immediate::Drop => {}
+                Immediate::Forward(stale) => {
+                    let query = Forwarded {
+                        socket: Arc::clone(socket),
+                        context: Arc::clone(context),
+                        peer,
+                        stale,
+                    };
+                    query.spawn(packet, forwarded, main);
+                }
+            }
+        }
+        if let Err(error) = batch.send(socket).await {
+            debug!(%error, "UDP send failed");
+        }
+        since_yield += count;
+        if since_yield >= YIELD_EVERY {
             since_yield = 0;
             tokio::task::yield_now().await;
-        }
-        let (len, peer) = tokio::select! {
-            _ = context.shutdown.cancelled() => break,
-            result = socket.recv_from(&mut received) => match result {
-                Ok(received) => received,
-                Err(error) => {
-                    debug!(%error, "UDP receive failed");
-                    continue;
-                }
-            },
-        };
-        context.metrics.server.udp_queries.inc();
-        let packet = received.get(..len).unwrap_or_default();
-        let now = context.resolver.now();
-        match context
-            .resolver
-            .answer_now(packet, Transport::Udp, now, &mut reply)
-        {
-            Immediate::Reply(len) => send(socket, reply.get(..len).unwrap_or_default(), peer).await,
-            Immediate::Drop => {}
-            Immediate::Forward(stale) => {
-                let query = Forwarded {
-                    socket: Arc::clone(socket),
-                    context: Arc::clone(context),
-                    peer,
-                    stale,
-                };
-                query.spawn(packet, forwarded, main);
-            }
         }
     }
 }
