@@ -6,9 +6,47 @@
 //! Where the kernel has no `recvmmsg`, [`fallback`] takes one datagram at
 //! a time behind the same interface.
 
-use std::net::SocketAddr;
+use std::{io, net::SocketAddr};
+
+use tokio::io::unix::AsyncFd;
 
 use crate::wire::MAX_MESSAGE_LEN;
+
+/// A UDP worker's socket, registered for readability only: replies go out
+/// with non-blocking sends from the worker's own thread. Registered for
+/// writability too, every send that frees buffer space would wake the
+/// worker's event loop for nothing.
+pub(super) type Socket = AsyncFd<std::net::UdpSocket>;
+
+/// Registers `socket` with the current runtime, for readability only.
+pub(super) fn register(socket: std::net::UdpSocket) -> io::Result<Socket> {
+    // SAFETY: `AsyncFd` requires that the descriptor stay open and the same
+    // for as long as it lives. It owns the `UdpSocket`, which owns the
+    // descriptor and closes it only when dropped, with the `AsyncFd`; no
+    // code here swaps the socket out.
+    #[allow(unsafe_code)]
+    let registered =
+        unsafe { AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE) };
+    registered.map_err(|error| error.into())
+}
+
+/// Tries of a send that would block before its reply is dropped, like a
+/// datagram lost on the way.
+const SEND_TRIES: usize = 8;
+
+/// Runs `send` until it does not block, yielding to the worker's other
+/// tasks between tries.
+pub(super) async fn send_retrying<T>(mut send: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    for _ in 0..SEND_TRIES {
+        match send() {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                tokio::task::yield_now().await
+            }
+            done => return done,
+        }
+    }
+    Err(io::ErrorKind::WouldBlock.into())
+}
 
 /// Datagrams taken and answered together.
 pub(super) const BATCH: usize = 32;
@@ -106,9 +144,11 @@ mod tests {
     macro_rules! round_trip {
         ($batch:expr) => {{
             let mut batch = $batch;
-            let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            std.set_nonblocking(true).unwrap();
+            let server = register(std).unwrap();
             let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let to = server.local_addr().unwrap();
+            let to = server.get_ref().local_addr().unwrap();
             for i in 0..3u8 {
                 client.send_to(&[i, i + 1, i + 2], to).await.unwrap();
             }

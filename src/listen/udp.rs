@@ -1,18 +1,25 @@
 //! The UDP front end: one worker thread per socket, each running a
 //! single-threaded runtime of its own. Datagrams come in batches
 //! (`batch`); cached answers and error replies are written in place and
-//! sent back in one batch, with buffers allocated once, without leaving
-//! the thread; a query that needs upstream becomes a task on the main
-//! runtime, so a slow upstream never holds up the next client.
+//! sent back in one batch, with buffers allocated once. A query that needs
+//! upstream becomes a task on the same runtime, resolved over the worker's
+//! own lane of upstream connections, so a miss, its connection and its
+//! answer stay on one thread: no hand-off wakes another.
 
 use std::{io, net::SocketAddr, sync::Arc};
 
-use tokio::{net::UdpSocket, runtime::Handle};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
-use super::{Context, batch::Batch};
-use crate::{resolver::Immediate, wire::Transport};
+use super::{
+    Context,
+    batch::{Batch, Socket, register, send_retrying},
+};
+use crate::{resolver::Immediate, upstream, wire::Transport};
+
+/// Yield to the worker's runtime every this many datagrams, so its miss
+/// tasks and their connections run while queries keep arriving.
+const YIELD_EVERY: usize = 64;
 
 /// Starts worker `index`: a thread serving `socket` until shutdown. The
 /// thread counts as a task of `tracker` until it has sent every answer owed.
@@ -22,12 +29,12 @@ pub(super) fn spawn_worker(
     context: Arc<Context>,
     tracker: &TaskTracker,
 ) -> io::Result<()> {
-    let main = Handle::current();
     let running = tracker.token();
     std::thread::Builder::new()
         .name(format!("dotstub-udp-{index}"))
         .spawn(move || {
             let _running = running;
+            upstream::use_lane(index);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -36,8 +43,8 @@ pub(super) fn spawn_worker(
                 Err(err) => return error!(%err, "cannot start a UDP worker's runtime"),
             };
             runtime.block_on(async move {
-                match UdpSocket::from_std(socket) {
-                    Ok(socket) => serve(Arc::new(socket), context, main).await,
+                match register(socket) {
+                    Ok(socket) => serve(Arc::new(socket), context).await,
                     Err(err) => error!(%err, "cannot register a UDP socket"),
                 }
             });
@@ -47,29 +54,19 @@ pub(super) fn spawn_worker(
 
 /// Receives queries on `socket` until shutdown, then waits for the answers
 /// still owed, which go out through this socket.
-async fn serve(socket: Arc<UdpSocket>, context: Arc<Context>, main: Handle) {
-    if let Ok(address) = socket.local_addr() {
+async fn serve(socket: Arc<Socket>, context: Arc<Context>) {
+    if let Ok(address) = socket.get_ref().local_addr() {
         info!(%address, "listening on UDP");
     }
-    let forwarded = TaskTracker::new();
+    let misses = TaskTracker::new();
     // The loop owns its runtime, so tokio's cooperative budget would only
     // add work and make it yield at random; it yields on a schedule instead.
-    tokio::task::unconstrained(receive(&socket, &context, &main, &forwarded)).await;
-    forwarded.close();
-    forwarded.wait().await;
+    tokio::task::unconstrained(receive(&socket, &context, &misses)).await;
+    misses.close();
+    misses.wait().await;
 }
 
-/// Yield to the worker's runtime every this many datagrams, so the answers
-/// of forwarded queries, sent through the same socket, are not starved
-/// while queries keep arriving.
-const YIELD_EVERY: usize = 64;
-
-async fn receive(
-    socket: &Arc<UdpSocket>,
-    context: &Arc<Context>,
-    main: &Handle,
-    forwarded: &TaskTracker,
-) {
+async fn receive(socket: &Arc<Socket>, context: &Arc<Context>, misses: &TaskTracker) {
     // Allocated once: every batch is received into and answered from the
     // same buffers.
     let mut batch = Batch::new();
@@ -102,13 +99,13 @@ async fn receive(
                 Immediate::Reply(len) => batch.replies.set(i, len, peer),
                 Immediate::Drop => {}
                 Immediate::Forward(stale) => {
-                    let query = Forwarded {
+                    let query = Miss {
                         socket: Arc::clone(socket),
                         context: Arc::clone(context),
                         peer,
                         stale,
                     };
-                    query.spawn(packet, forwarded, main);
+                    query.spawn(packet, misses);
                 }
             }
         }
@@ -123,42 +120,36 @@ async fn receive(
     }
 }
 
-/// A query that needs upstream, answered in a task on the main runtime
+/// A query that needs upstream, answered in a task on the worker's runtime
 /// within the `max_queries_in_flight` bound.
-struct Forwarded {
-    socket: Arc<UdpSocket>,
+struct Miss {
+    socket: Arc<Socket>,
     context: Arc<Context>,
     peer: SocketAddr,
     /// Whether the cache holds an expired answer to fall back on.
     stale: bool,
 }
 
-impl Forwarded {
-    fn spawn(self, packet: &[u8], tracker: &TaskTracker, main: &Handle) {
+impl Miss {
+    fn spawn(self, packet: &[u8], tracker: &TaskTracker) {
         let Ok(permit) = Arc::clone(&self.context.queries).try_acquire_owned() else {
             self.context.metrics.server.dropped_overload.inc();
             return;
         };
         let packet = packet.to_vec();
-        tracker.spawn_on(
-            async move {
-                let mut out = Vec::new();
-                let resolver = &self.context.resolver;
-                let answered = resolver
-                    .answer_later(&packet, Transport::Udp, self.stale, &mut out)
-                    .await;
-                if let Some(len) = answered {
-                    send(&self.socket, out.get(..len).unwrap_or_default(), self.peer).await;
+        tracker.spawn(async move {
+            let mut out = Vec::new();
+            let resolver = &self.context.resolver;
+            let answered = resolver
+                .answer_later(&packet, Transport::Udp, self.stale, &mut out)
+                .await;
+            if let Some(reply) = answered.and_then(|len| out.get(..len)) {
+                let sent = send_retrying(|| self.socket.get_ref().send_to(reply, self.peer)).await;
+                if let Err(error) = sent {
+                    debug!(peer = %self.peer, %error, "UDP send failed");
                 }
-                drop(permit);
-            },
-            main,
-        );
-    }
-}
-
-async fn send(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) {
-    if let Err(error) = socket.send_to(reply, peer).await {
-        debug!(%peer, %error, "UDP send failed");
+            }
+            drop(permit);
+        });
     }
 }

@@ -23,7 +23,7 @@ use std::{io, sync::Arc};
 pub use conn::Reply;
 pub use health::{FIRST_BACKOFF, Health, MAX_BACKOFF};
 pub use pin::{BadPin, SpkiPin};
-pub use pool::{Exchange, Pool};
+pub use pool::{Exchange, Pool, use_lane};
 
 /// Why an exchange with an upstream failed.
 #[derive(Debug, Clone, thiserror::Error)]

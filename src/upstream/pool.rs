@@ -32,6 +32,20 @@ use crate::{
 /// Closes after answers are normal and cost no more than time.
 const MAX_EARLY_RESENDS: u32 = 2;
 
+thread_local! {
+    /// The lane of upstream connections this thread uses; UDP worker `n`
+    /// uses lane `n` (modulo the lanes), other threads lane 0.
+    static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes the calling thread use lane `lane` of every upstream's
+/// connections. Connections are opened by, and run on, the thread that
+/// needs them, so a UDP worker's queries, their connection and their
+/// answers stay on one thread.
+pub fn use_lane(lane: usize) {
+    LANE.set(lane);
+}
+
 /// An answer and where it came from.
 #[derive(Debug)]
 pub struct Exchange {
@@ -56,6 +70,7 @@ impl Pool {
     /// Prepares TLS for every upstream of `config`; connections open on
     /// first use. With `key_log`, TLS secrets go to SSLKEYLOGFILE.
     pub fn new(config: &Config, metrics: &Metrics, key_log: bool) -> Result<Self, SetupError> {
+        let workers = config.listen.addresses.len() * config.listen.udp_workers.get();
         let shutdown = CancellationToken::new();
         let settings = Settings {
             idle_timeout: config.forward.idle_timeout,
@@ -71,8 +86,7 @@ impl Pool {
                 label: upstream.label.clone(),
                 connector: Arc::new(Connector::new(upstream, &config.forward, key_log)?),
                 settings: settings.clone(),
-                max_connections: config.forward.connections_per_upstream.get(),
-                conns: Mutex::new(Vec::new()),
+                lanes: Lane::split(config.forward.connections_per_upstream.get(), workers),
                 permits: Arc::new(Semaphore::new(per_upstream)),
                 health: Mutex::new(Health::Up),
                 counters: Arc::clone(counters),
@@ -178,6 +192,31 @@ impl Pool {
     }
 }
 
+//---- Lanes ----
+
+/// Some of an upstream's connections: those of one or more UDP workers.
+#[derive(Debug)]
+struct Lane {
+    /// Open connections, at most `max`. A std mutex held only to pick or
+    /// add one.
+    conns: Mutex<Vec<Conn>>,
+    max: usize,
+}
+
+impl Lane {
+    /// `connections` shared out among `workers`: one lane per worker while
+    /// there are connections enough, never more lanes than connections.
+    fn split(connections: usize, workers: usize) -> Box<[Lane]> {
+        let lanes = workers.clamp(1, connections);
+        (0..lanes)
+            .map(|lane| Lane {
+                conns: Mutex::new(Vec::new()),
+                max: connections / lanes + usize::from(lane < connections % lanes),
+            })
+            .collect()
+    }
+}
+
 //---- Upstream ----
 
 /// One upstream: its connector, its open connections and its health.
@@ -186,10 +225,8 @@ struct Upstream {
     label: String,
     connector: Arc<Connector>,
     settings: Settings,
-    max_connections: usize,
-    /// Open connections, at most `max_connections`. A std mutex held only
-    /// to pick or add one.
-    conns: Mutex<Vec<Conn>>,
+    /// `connections_per_upstream` shared out among the UDP workers.
+    lanes: Box<[Lane]>,
     /// In-flight slots across its connections: `connections_per_upstream`
     /// times `max_queries_per_connection`. A query waits for one.
     permits: Arc<Semaphore>,
@@ -225,7 +262,8 @@ impl Upstream {
         question: &UpstreamQuestion<'_>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<InFlight, UpstreamError> {
-        let mut conns = self
+        let lane = &self.lanes[LANE.get() % self.lanes.len()];
+        let mut conns = lane
             .conns
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -236,7 +274,7 @@ impl Upstream {
             .min_by_key(|(_, c)| c.load())
             .map(|(i, c)| (i, c.load()));
         let index = match least {
-            Some((index, load)) if load == 0 || conns.len() >= self.max_connections => index,
+            Some((index, load)) if load == 0 || conns.len() >= lane.max => index,
             _ => {
                 conns.push(Conn::open(
                     Arc::clone(&self.connector),

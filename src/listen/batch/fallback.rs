@@ -2,9 +2,7 @@
 
 use std::io;
 
-use tokio::net::UdpSocket;
-
-use super::{Received, Replies, SLOT};
+use super::{Received, Replies, SLOT, Socket, send_retrying};
 
 /// A worker's batch, of one datagram.
 pub(in crate::listen) struct Batch {
@@ -21,21 +19,27 @@ impl Batch {
     }
 
     /// Waits for one datagram.
-    pub(in crate::listen) async fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    pub(in crate::listen) async fn receive(&mut self, socket: &Socket) -> io::Result<usize> {
         let received = &mut self.received;
-        // One octet more than a slot tells a datagram cut short.
-        let (len, peer) = socket.recv_from(&mut received.buffers[..=SLOT]).await?;
-        received.lens[0] = if len > SLOT { usize::MAX } else { len };
-        received.peers[0] = Some(peer);
-        Ok(1)
+        loop {
+            let mut ready = socket.readable().await?;
+            // One octet more than a slot tells a datagram cut short.
+            let taken =
+                ready.try_io(|socket| socket.get_ref().recv_from(&mut received.buffers[..=SLOT]));
+            if let Ok(taken) = taken {
+                let (len, peer) = taken?;
+                received.lens[0] = if len > SLOT { usize::MAX } else { len };
+                received.peers[0] = Some(peer);
+                return Ok(1);
+            }
+        }
     }
 
     /// Sends the reply, if any.
-    pub(in crate::listen) async fn send(&mut self, socket: &UdpSocket) -> io::Result<()> {
+    pub(in crate::listen) async fn send(&mut self, socket: &Socket) -> io::Result<()> {
         if let Some((len, peer)) = self.replies.ready[0] {
-            socket
-                .send_to(self.replies.buffers[0].get(..len).unwrap_or_default(), peer)
-                .await?;
+            let reply = self.replies.buffers[0].get(..len).unwrap_or_default();
+            send_retrying(|| socket.get_ref().send_to(reply, peer)).await?;
         }
         self.replies.clear();
         Ok(())
