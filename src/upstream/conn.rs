@@ -426,7 +426,7 @@ async fn run(
     shared.close(&error);
 }
 
-/// Writes queued queries, several per call when they queue up. Returns
+/// Writes queued queries, as many per call as have queued up. Returns
 /// when a write fails; when the pool drops the handle it keeps waiting so
 /// answers still in flight are read.
 async fn write_queued(
@@ -438,6 +438,9 @@ async fn write_queued(
     while let Some(frame) = queue.recv().await {
         batch.clear();
         batch.extend_from_slice(&frame);
+        // One turn of the runtime lets the queries of the same batch of
+        // datagrams queue behind this one: one TLS record, one write.
+        tokio::task::yield_now().await;
         let mut frames = 1;
         while batch.len() < MAX_WRITE_BATCH {
             match queue.try_recv() {
