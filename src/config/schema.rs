@@ -17,8 +17,10 @@ use super::{ConfigError, Problem};
 pub const DEFAULT_LISTEN: [&str; 2] = ["127.0.0.1:5453", "[::1]:5453"];
 /// DNS flag day 2020: answers up to 1232 octets avoid IP fragmentation.
 pub const DEFAULT_MAX_UDP_SIZE: u16 = 1232;
-/// 0: one UDP worker per CPU.
-pub const DEFAULT_UDP_WORKERS: usize = 0;
+/// One UDP worker: it answers a few hundred thousand cached queries a
+/// second, far beyond a laptop's or a home network's needs, and each
+/// worker more costs a thread and, when idle, wake-ups.
+pub const DEFAULT_UDP_WORKERS: usize = 1;
 /// RFC 7766 §6.2.3 leaves it to the server; 10 s frees idle clients quickly.
 pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
 /// Enough for a busy home network, small enough for a 64 MB router.
