@@ -40,7 +40,7 @@ use self::store::{PAGE, Shard};
 use crate::{
     config::CacheConfig,
     metrics::CacheCounters,
-    wire::{Answer, Query, Transport, Written},
+    wire::{Answer, Query, Transport, Written, ensure_len},
 };
 
 /// Most shards; fewer for small caches, so each keeps enough pages.
@@ -149,7 +149,7 @@ impl Cache {
             };
         }
         self.counters.hits.inc();
-        out.resize(found.entry.parts().max_client_len(), 0);
+        ensure_len(out, found.entry.parts().max_client_len());
         let Ok(written) = found
             .entry
             .write(query, transport, udp_size, now, false, out)
@@ -183,7 +183,7 @@ impl Cache {
         if now >= servable_until {
             return None;
         }
-        out.resize(found.entry.parts().max_client_len(), 0);
+        ensure_len(out, found.entry.parts().max_client_len());
         let written = found
             .entry
             .write(query, transport, udp_size, now, true, out)

@@ -28,7 +28,7 @@ use crate::{
     metrics::Metrics,
     upstream::{Pool, UpstreamError},
     wire::{
-        Answer, NameDisplay, Query, QueryError, Transport, UpstreamQuestion, Written,
+        Answer, NameDisplay, Query, QueryError, Transport, UpstreamQuestion, Written, ensure_len,
         reply::{self, MAX_SHORT_REPLY, ede},
     },
 };
@@ -374,7 +374,7 @@ impl Resolver {
             Ok(resolved) => {
                 let (rcode, rtt) = (resolved.answer.rcode(), resolved.rtt);
                 debug!(upstream = resolved.upstream, rcode, ?rtt, "answered");
-                out.resize(resolved.answer.max_client_len(), 0);
+                ensure_len(out, resolved.answer.max_client_len());
                 let written = resolved
                     .answer
                     .write_for_client(query, transport, udp_size, out)
@@ -384,7 +384,7 @@ impl Resolver {
             Err(error) => {
                 debug!(%error, "answering SERVFAIL");
                 self.metrics.server.servfail.inc();
-                out.resize(MAX_SHORT_REPLY, 0);
+                ensure_len(out, MAX_SHORT_REPLY);
                 let reason = (ede::NO_REACHABLE_AUTHORITY, error.as_str());
                 reply::write_servfail(query, reason, udp_size, out).ok()
             }
@@ -408,7 +408,7 @@ impl Resolver {
             QueryError::BadEdnsVersion => server.badvers.inc(),
             QueryError::ZoneTransfer => server.refused.inc(),
         }
-        out.resize(MAX_SHORT_REPLY, 0);
+        ensure_len(out, MAX_SHORT_REPLY);
         match reply::write_refusal(packet, error, self.settings.max_udp_size, out) {
             Some(len) => Immediate::Reply(len),
             None => Immediate::Drop,

@@ -68,6 +68,14 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Makes `out` at least `len` octets long, zero-filled as it grows; it is
+/// never shrunk, so a reused buffer is zeroed once, not on every reply.
+pub fn ensure_len(out: &mut Vec<u8>, len: usize) {
+    if out.len() < len {
+        out.resize(len, 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
