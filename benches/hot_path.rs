@@ -17,7 +17,7 @@ use dotstub::{
     metrics::Metrics,
     resolver::{Immediate, Resolver, Settings},
     upstream::Pool,
-    wire::{Answer, Query, Question, Transport},
+    wire::{Answer, Query, Question, Recipient, Transport},
 };
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query as HickoryQuery},
@@ -99,16 +99,14 @@ fn find_copy_and_patch(bencher: Bencher) {
     let packet = client_query("WwW.ExAmple.CoM.");
     let query = Query::parse(&packet).unwrap();
     let key = KeyBuf::of(&query);
+    let to = Recipient {
+        query: &query,
+        transport: Transport::Udp,
+        udp_size: 1232,
+    };
     let mut out = Vec::with_capacity(65_535);
     bencher.bench_local(|| {
-        let hit = cache.answer(
-            black_box(&key),
-            &query,
-            Transport::Udp,
-            1232,
-            5000,
-            &mut out,
-        );
+        let hit = cache.answer(black_box(&key), &to, 5000, &mut out);
         matches!(hit, Hit::Fresh(_))
     });
 }

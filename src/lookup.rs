@@ -16,7 +16,7 @@ use crate::{
     padding::PaddingPolicy,
     resolver::{ResolveError, Resolver, Settings},
     upstream::{Pool, SetupError},
-    wire::{Query, Transport, UPSTREAM_UDP_SIZE},
+    wire::{Query, Recipient, Transport, UPSTREAM_UDP_SIZE},
 };
 
 /// Why a lookup failed.
@@ -69,7 +69,14 @@ pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupRe
     let mut out = vec![0u8; resolved.answer.max_client_len()];
     let len = resolved
         .answer
-        .write_for_client(&query, Transport::Tcp, UPSTREAM_UDP_SIZE, &mut out)
+        .write_for_client(
+            &Recipient {
+                query: &query,
+                transport: Transport::Tcp,
+                udp_size: UPSTREAM_UDP_SIZE,
+            },
+            &mut out,
+        )
         .map_err(|_| ResolveError::Unreachable)?
         .len;
     let reply = out

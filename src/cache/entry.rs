@@ -14,8 +14,7 @@
 
 use super::clock::Millis;
 use crate::wire::{
-    Answer, AnswerParts, HEADER_LEN, Overflow, Query, Records, Transport, Written, read_ttl,
-    write_ttl,
+    Answer, AnswerParts, HEADER_LEN, Overflow, Recipient, Records, Written, read_ttl, write_ttl,
 };
 
 /// Octets before the key.
@@ -23,6 +22,18 @@ const FIXED: usize = 36;
 
 /// TTL of an answer served stale (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;
+
+/// The TTLs a cached answer is written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ttls {
+    /// As stored, lowered by the whole seconds spent in the cache by `now`.
+    Aged {
+        /// Now.
+        now: Millis,
+    },
+    /// All 30 s, for an expired answer served stale (RFC 8767 §4).
+    Stale,
+}
 
 /// How long an entry lives and when it was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,28 +172,25 @@ impl<'a> EntryView<'a> {
             .map(move |at| get_u16(bytes, at))
     }
 
-    /// Writes it for `query` with every TTL lowered by the whole seconds
-    /// it spent in the cache (or set to `STALE_TTL` when `stale`).
+    /// Writes it for `to`, its TTLs as `ttls` says.
     pub(super) fn write(
         &self,
-        query: &Query<'_>,
-        transport: Transport,
-        udp_size: u16,
-        now: Millis,
-        stale: bool,
+        to: &Recipient<'_>,
+        ttls: Ttls,
         out: &mut [u8],
     ) -> Result<Written, Overflow> {
-        let parts = self.parts();
-        let written = parts.write_for_client(query, transport, udp_size, out)?;
+        let written = self.parts().write_for_client(to, out)?;
         if written.whole {
-            let elapsed = now.saturating_sub(self.times().stored_at) / 1000;
+            let elapsed = match ttls {
+                Ttls::Aged { now } => now.saturating_sub(self.times().stored_at) / 1000,
+                Ttls::Stale => 0,
+            };
             let elapsed = u32::try_from(elapsed).unwrap_or(u32::MAX);
             for offset in self.ttl_offsets() {
                 if let Some(ttl) = read_ttl(out, offset) {
-                    let ttl = if stale {
-                        STALE_TTL
-                    } else {
-                        ttl.saturating_sub(elapsed)
+                    let ttl = match ttls {
+                        Ttls::Aged { .. } => ttl.saturating_sub(elapsed),
+                        Ttls::Stale => STALE_TTL,
                     };
                     write_ttl(out, offset, ttl);
                 }

@@ -33,6 +33,8 @@ use foldhash::fast::RandomState;
 
 pub use clock::{Clock, ManualClock, Millis};
 pub use entry::{STALE_TTL, Times};
+
+use self::entry::Ttls;
 pub use key::{Key, KeyBuf};
 pub use lifetime::{Limits, SERVFAIL_TTL};
 
@@ -40,7 +42,7 @@ use self::store::{PAGE, Shard};
 use crate::{
     config::CacheConfig,
     metrics::CacheCounters,
-    wire::{Answer, Query, Transport, Written, ensure_len},
+    wire::{Answer, Recipient, Written, ensure_len},
 };
 
 /// Most shards; fewer for small caches, so each keeps enough pages.
@@ -116,18 +118,10 @@ impl Cache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writes the cached answer for `query` into `out` if it is fresh.
+    /// Writes the cached answer for `to` into `out` if it is fresh.
     /// Allocation-free as long as `out` has the capacity (the UDP
     /// listener's has 64 KiB).
-    pub fn answer(
-        &self,
-        key: &KeyBuf,
-        query: &Query<'_>,
-        transport: Transport,
-        udp_size: u16,
-        now: Millis,
-        out: &mut Vec<u8>,
-    ) -> Hit {
+    pub fn answer(&self, key: &KeyBuf, to: &Recipient<'_>, now: Millis, out: &mut Vec<u8>) -> Hit {
         let hash = self.hasher.hash_one(key.as_bytes());
         let shard = self.shard(hash);
         let due = |times: Times| {
@@ -150,10 +144,7 @@ impl Cache {
         }
         self.counters.hits.inc();
         ensure_len(out, found.entry.parts().max_client_len());
-        let Ok(written) = found
-            .entry
-            .write(query, transport, udp_size, now, false, out)
-        else {
+        let Ok(written) = found.entry.write(to, Ttls::Aged { now }, out) else {
             return Hit::Miss;
         };
         if found.claimed_prefetch {
@@ -164,14 +155,12 @@ impl Cache {
         }
     }
 
-    /// Writes the expired answer for `query` as a stale one (TTL 30), if
+    /// Writes the expired answer for `to` as a stale one (TTL 30), if
     /// it is still within the stale window.
     pub fn answer_stale(
         &self,
         key: &KeyBuf,
-        query: &Query<'_>,
-        transport: Transport,
-        udp_size: u16,
+        to: &Recipient<'_>,
         now: Millis,
         out: &mut Vec<u8>,
     ) -> Option<Written> {
@@ -184,10 +173,7 @@ impl Cache {
             return None;
         }
         ensure_len(out, found.entry.parts().max_client_len());
-        let written = found
-            .entry
-            .write(query, transport, udp_size, now, true, out)
-            .ok()?;
+        let written = found.entry.write(to, Ttls::Stale, out).ok()?;
         self.counters.stale_served.inc();
         Some(written)
     }

@@ -7,7 +7,7 @@ use hickory_proto::rr::rdata::{A, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::*;
-use crate::wire::Question;
+use crate::wire::{Query, Question, Transport};
 
 const SECOND: Millis = 1000;
 
@@ -90,7 +90,12 @@ fn ask(cache: &Cache, name: &str, now: Millis) -> (Hit, Option<Message>) {
     let packet = client(name);
     let query = Query::parse(&packet).unwrap();
     let mut out = Vec::with_capacity(4096);
-    let hit = cache.answer(&key(&packet), &query, Transport::Udp, 1232, now, &mut out);
+    let to = Recipient {
+        query: &query,
+        transport: Transport::Udp,
+        udp_size: 1232,
+    };
+    let hit = cache.answer(&key(&packet), &to, now, &mut out);
     let reply = match hit {
         Hit::Fresh(written) | Hit::Prefetch(written) => {
             Some(Message::from_vec(&out[..written.len]).unwrap())
@@ -128,16 +133,14 @@ fn expired_entry_is_stale_then_gone() {
     assert_eq!(ask(&cache, "a.example.", 61 * SECOND).0, Hit::Stale);
     let packet = client("a.example.");
     let query = Query::parse(&packet).unwrap();
+    let to = Recipient {
+        query: &query,
+        transport: Transport::Udp,
+        udp_size: 1232,
+    };
     let mut out = Vec::with_capacity(4096);
     let written = cache
-        .answer_stale(
-            &key(&packet),
-            &query,
-            Transport::Udp,
-            1232,
-            61 * SECOND,
-            &mut out,
-        )
+        .answer_stale(&key(&packet), &to, 61 * SECOND, &mut out)
         .unwrap();
     let stale = Message::from_vec(&out[..written.len]).unwrap();
     assert_eq!(stale.answers[0].ttl, STALE_TTL);
@@ -145,14 +148,7 @@ fn expired_entry_is_stale_then_gone() {
     assert_eq!(ask(&cache, "a.example.", past_window).0, Hit::Miss);
     assert!(
         cache
-            .answer_stale(
-                &key(&packet),
-                &query,
-                Transport::Udp,
-                1232,
-                past_window,
-                &mut out
-            )
+            .answer_stale(&key(&packet), &to, past_window, &mut out)
             .is_none()
     );
     assert_eq!((counters.misses.get(), counters.stale_served.get()), (2, 1));

@@ -28,7 +28,8 @@ use crate::{
     metrics::Metrics,
     upstream::{Pool, UpstreamError},
     wire::{
-        Answer, NameDisplay, Query, QueryError, Transport, UpstreamQuestion, Written, ensure_len,
+        Answer, NameDisplay, Query, QueryError, Recipient, Transport, UpstreamQuestion, Written,
+        ensure_len,
         reply::{self, MAX_SHORT_REPLY, ede},
     },
 };
@@ -180,8 +181,7 @@ impl Resolver {
             return Immediate::Forward(false);
         };
         let key = KeyBuf::of(&query);
-        let udp_size = self.settings.max_udp_size;
-        match cache.answer(&key, &query, transport, udp_size, now, out) {
+        match cache.answer(&key, &self.recipient(&query, transport), now, out) {
             Hit::Fresh(written) => Immediate::Reply(self.count_written(written)),
             Hit::Prefetch(written) => {
                 self.prefetch(packet);
@@ -338,8 +338,7 @@ impl Resolver {
         let cache = self.cache.as_ref()?;
         let key = KeyBuf::of(query);
         let now = self.clock.now();
-        let written =
-            cache.answer_stale(&key, query, transport, self.settings.max_udp_size, now, out)?;
+        let written = cache.answer_stale(&key, &self.recipient(query, transport), now, out)?;
         debug!("answered stale");
         Some(self.count_written(written))
     }
@@ -377,7 +376,7 @@ impl Resolver {
                 ensure_len(out, resolved.answer.max_client_len());
                 let written = resolved
                     .answer
-                    .write_for_client(query, transport, udp_size, out)
+                    .write_for_client(&self.recipient(query, transport), out)
                     .ok()?;
                 Some(self.count_written(written))
             }
@@ -388,6 +387,14 @@ impl Resolver {
                 let reason = (ede::NO_REACHABLE_AUTHORITY, error.as_str());
                 reply::write_servfail(query, reason, udp_size, out).ok()
             }
+        }
+    }
+
+    fn recipient<'q>(&self, query: &'q Query<'q>, transport: Transport) -> Recipient<'q> {
+        Recipient {
+            query,
+            transport,
+            udp_size: self.settings.max_udp_size,
         }
     }
 

@@ -169,18 +169,27 @@ impl Answer {
         }
     }
 
-    /// Writes this answer for the client whose query is `query`; see
-    /// [`AnswerParts::write_for_client`].
+    /// Writes this answer for `to`; see [`AnswerParts::write_for_client`].
     pub fn write_for_client(
         &self,
-        query: &Query<'_>,
-        transport: Transport,
-        udp_size: u16,
+        to: &Recipient<'_>,
         out: &mut [u8],
     ) -> Result<Written, Overflow> {
-        self.parts()
-            .write_for_client(query, transport, udp_size, out)
+        self.parts().write_for_client(to, out)
     }
+}
+
+/// Whom a reply is written for: the client's query, the transport it came
+/// over, and dotstub's own UDP payload limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'q> {
+    /// The client's query: its ID, RD bit, spelling of the name, EDNS.
+    pub query: &'q Query<'q>,
+    /// UDP or TCP.
+    pub transport: Transport,
+    /// dotstub's UDP payload limit, advertised in the reply and used to
+    /// cap what a UDP client may ask.
+    pub udp_size: u16,
 }
 
 //---- AnswerParts ----
@@ -215,17 +224,18 @@ impl AnswerParts<'_> {
         (self.message_len() + OPT_FIXED_LEN + self.options.len()).max(super::reply::MAX_SHORT_REPLY)
     }
 
-    /// Writes the answer for the client whose query is `query`: its ID, its
-    /// RD bit and spelling of the name, its own OPT record, TC=1 when it
-    /// does not fit. `udp_size` is dotstub's own UDP payload limit,
-    /// advertised in the reply and used to cap what a UDP client may ask.
+    /// Writes the answer for `to`: the client's ID, its RD bit and spelling
+    /// of the name, its own OPT record, TC=1 when it does not fit.
     pub fn write_for_client(
         &self,
-        query: &Query<'_>,
-        transport: Transport,
-        udp_size: u16,
+        to: &Recipient<'_>,
         out: &mut [u8],
     ) -> Result<Written, Overflow> {
+        let Recipient {
+            query,
+            transport,
+            udp_size,
+        } = *to;
         let client_edns = query.edns();
         let extended_rcode = (self.rcode >> 4) as u8;
         if client_edns.is_none() && extended_rcode != 0 {
@@ -359,9 +369,12 @@ mod tests {
     fn write(answer: &Answer, client: &[u8], transport: Transport) -> Message {
         let query = Query::parse(client).unwrap();
         let mut out = vec![0u8; 65_535];
-        let written = answer
-            .write_for_client(&query, transport, 1232, &mut out)
-            .unwrap();
+        let to = Recipient {
+            query: &query,
+            transport,
+            udp_size: 1232,
+        };
+        let written = answer.write_for_client(&to, &mut out).unwrap();
         let reply = Message::from_vec(&out[..written.len]).unwrap();
         let substituted =
             reply.metadata.truncation || reply.metadata.response_code == ResponseCode::ServFail;

@@ -26,7 +26,7 @@ mod ttl;
 mod upstream_query;
 mod writer;
 
-pub use answer::{Answer, AnswerParts, Transport, UpstreamEdns, Written};
+pub use answer::{Answer, AnswerParts, Recipient, Transport, UpstreamEdns, Written};
 pub use header::{Header, HeaderMut, Rcode, flag};
 pub use name::{NameDisplay, skip_name};
 pub use opt::{EdnsOptions, OptRecord, option_code};
