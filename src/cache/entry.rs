@@ -4,12 +4,13 @@
 //! each TTL field falls in a reply. Written once by [`encode`], read in
 //! place through [`EntryView`].
 //
-// Layout, little-endian, unaligned:
-//   0  u16  entry length          10  u16  question length
-//   2  u16  records length        12  [12] upstream header
-//   4  u16  options length        24  u64  stored at (clock ms)
-//   6  u16  TTL field count       32  u32  lifetime (s)
-//   8  u16  RCODE                 36  key (question length + 1), records,
+// Layout, little-endian, unaligned; every octet counts, a cache of small
+// answers is mostly headers:
+//   0  u16  records length         8  u16  question length
+//   2  u16  options length        10  [12] upstream header
+//   4  u16  TTL field count       22  u32  stored at (clock, whole seconds)
+//   6  u16  RCODE                 26  u32  lifetime (s)
+//                                 30  key (question length + 1), records,
 //                                     options, TTL offsets (u16 each)
 
 use super::clock::Millis;
@@ -18,7 +19,7 @@ use crate::wire::{
 };
 
 /// Octets before the key.
-const FIXED: usize = 36;
+const FIXED: usize = 30;
 
 /// TTL of an answer served stale (RFC 8767 §4).
 pub const STALE_TTL: u32 = 30;
@@ -38,7 +39,7 @@ pub(super) enum Ttls {
 /// How long an entry lives and when it was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Times {
-    /// When it was stored.
+    /// When it was stored (kept to the whole second).
     pub stored_at: Millis,
     /// Seconds it stays fresh.
     pub lifetime: u32,
@@ -60,18 +61,18 @@ pub(super) fn encode(key: &[u8], answer: &Answer, times: Times, out: &mut [u8]) 
     let ttls = Records::new(message).ok()?;
     let count = ttls.clone().count();
     let (fixed, rest) = out.split_at_mut_checked(FIXED)?;
-    put_u16(fixed, 0, u16::try_from(FIXED + rest.len()).ok()?);
-    put_u16(fixed, 2, u16::try_from(parts.records.len()).ok()?);
-    put_u16(fixed, 4, u16::try_from(parts.options.len()).ok()?);
-    put_u16(fixed, 6, u16::try_from(count).ok()?);
-    put_u16(fixed, 8, parts.rcode);
-    put_u16(fixed, 10, u16::try_from(parts.question_len).ok()?);
-    fixed.get_mut(12..24)?.copy_from_slice(parts.header);
+    put_u16(fixed, 0, u16::try_from(parts.records.len()).ok()?);
+    put_u16(fixed, 2, u16::try_from(parts.options.len()).ok()?);
+    put_u16(fixed, 4, u16::try_from(count).ok()?);
+    put_u16(fixed, 6, parts.rcode);
+    put_u16(fixed, 8, u16::try_from(parts.question_len).ok()?);
+    fixed.get_mut(10..22)?.copy_from_slice(parts.header);
+    let stored_at = u32::try_from(times.stored_at / 1000).unwrap_or(u32::MAX);
     fixed
-        .get_mut(24..32)?
-        .copy_from_slice(&times.stored_at.to_le_bytes());
+        .get_mut(22..26)?
+        .copy_from_slice(&stored_at.to_le_bytes());
     fixed
-        .get_mut(32..36)?
+        .get_mut(26..30)?
         .copy_from_slice(&times.lifetime.to_le_bytes());
     let mut at = 0;
     for part in [key, parts.records, parts.options] {
@@ -108,11 +109,10 @@ impl<'a> EntryView<'a> {
     /// The entry starting at `page[offset..]`, if one fits there.
     pub(super) fn at(page: &'a [u8], offset: usize) -> Option<Self> {
         let rest = page.get(offset..)?;
-        let len = get_u16(rest, 0);
-        (len >= FIXED)
-            .then(|| rest.get(..len))
-            .flatten()
-            .map(|bytes| Self { bytes })
+        let fixed = rest.get(..FIXED)?;
+        let key_len = get_u16(fixed, 8) + 1;
+        let len = FIXED + key_len + get_u16(fixed, 0) + get_u16(fixed, 2) + 2 * get_u16(fixed, 4);
+        rest.get(..len).map(|bytes| Self { bytes })
     }
 
     /// Octets the entry takes.
@@ -121,7 +121,7 @@ impl<'a> EntryView<'a> {
     }
 
     fn question_len(&self) -> usize {
-        get_u16(self.bytes, 10)
+        get_u16(self.bytes, 8)
     }
 
     fn body(&self, from: usize, len: usize) -> &'a [u8] {
@@ -137,36 +137,37 @@ impl<'a> EntryView<'a> {
 
     /// When it was stored and for how long it is fresh.
     pub(super) fn times(&self) -> Times {
-        let mut stored_at = [0u8; 8];
-        stored_at.copy_from_slice(self.bytes.get(24..32).unwrap_or(&[0; 8]));
-        let mut lifetime = [0u8; 4];
-        lifetime.copy_from_slice(self.bytes.get(32..36).unwrap_or(&[0; 4]));
+        let field = |at: usize| {
+            let mut value = [0u8; 4];
+            value.copy_from_slice(self.bytes.get(at..at + 4).unwrap_or(&[0; 4]));
+            u32::from_le_bytes(value)
+        };
         Times {
-            stored_at: Millis::from_le_bytes(stored_at),
-            lifetime: u32::from_le_bytes(lifetime),
+            stored_at: Millis::from(field(22)) * 1000,
+            lifetime: field(26),
         }
     }
 
     /// The answer's parts, to write a reply from.
     pub(super) fn parts(&self) -> AnswerParts<'a> {
         let key_len = self.question_len() + 1;
-        let records_len = get_u16(self.bytes, 2);
+        let records_len = get_u16(self.bytes, 0);
         AnswerParts {
             header: self
                 .bytes
-                .get(12..12 + HEADER_LEN)
+                .get(10..10 + HEADER_LEN)
                 .and_then(|h| h.try_into().ok())
                 .unwrap_or(&[0; HEADER_LEN]),
             question_len: self.question_len(),
             records: self.body(key_len, records_len),
-            rcode: get_u16(self.bytes, 8) as u16,
-            options: self.body(key_len + records_len, get_u16(self.bytes, 4)),
+            rcode: get_u16(self.bytes, 6) as u16,
+            options: self.body(key_len + records_len, get_u16(self.bytes, 2)),
         }
     }
 
     fn ttl_offsets(&self) -> impl Iterator<Item = usize> + 'a {
         let bytes = self.bytes;
-        let start = bytes.len().saturating_sub(2 * get_u16(bytes, 6));
+        let start = bytes.len().saturating_sub(2 * get_u16(bytes, 4));
         (start..bytes.len())
             .step_by(2)
             .map(move |at| get_u16(bytes, at))

@@ -143,7 +143,7 @@ impl Cache {
             };
         }
         self.counters.hits.inc();
-        ensure_len(out, found.entry.parts().max_client_len());
+        ensure_len(out, found.entry.parts().reply_len_bound(to));
         let Ok(written) = found.entry.write(to, Ttls::Aged { now }, out) else {
             return Hit::Miss;
         };
@@ -172,7 +172,7 @@ impl Cache {
         if now >= servable_until {
             return None;
         }
-        ensure_len(out, found.entry.parts().max_client_len());
+        ensure_len(out, found.entry.parts().reply_len_bound(to));
         let written = found.entry.write(to, Ttls::Stale, out).ok()?;
         self.counters.stale_served.inc();
         Some(written)

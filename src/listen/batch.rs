@@ -10,8 +10,6 @@ use std::{io, net::SocketAddr};
 
 use tokio::io::unix::AsyncFd;
 
-use crate::wire::MAX_MESSAGE_LEN;
-
 /// A UDP worker's socket, registered for readability only: replies go out
 /// with non-blocking sends from the worker's own thread. Registered for
 /// writability too, every send that frees buffer space would wake the
@@ -82,19 +80,17 @@ impl Received {
 
 /// Replies to a batch, written in place and sent together.
 pub(super) struct Replies {
-    /// One buffer per datagram, each with room for the largest message;
-    /// memory only becomes resident as replies are written.
+    /// One buffer per datagram, each with room for the longest UDP reply.
     buffers: Vec<Vec<u8>>,
     /// Length and destination of each reply to send.
     ready: [Option<(usize, SocketAddr)>; BATCH],
 }
 
 impl Replies {
-    pub(super) fn new() -> Self {
+    /// Buffers of `capacity` octets: the longest reply they will hold.
+    pub(super) fn new(capacity: usize) -> Self {
         Self {
-            buffers: (0..BATCH)
-                .map(|_| Vec::with_capacity(MAX_MESSAGE_LEN))
-                .collect(),
+            buffers: (0..BATCH).map(|_| Vec::with_capacity(capacity)).collect(),
             ready: [None; BATCH],
         }
     }
@@ -143,7 +139,7 @@ mod tests {
     /// each reversed: the same check for both implementations.
     macro_rules! round_trip {
         ($batch:expr) => {{
-            let mut batch = $batch;
+            let mut batch = $batch(crate::wire::udp_reply_bound(1232));
             let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             std.set_nonblocking(true).unwrap();
             let server = register(std).unwrap();
@@ -188,11 +184,11 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     #[tokio::test]
     async fn mmsg_batch_receives_and_answers() {
-        round_trip!(mmsg::Batch::new());
+        round_trip!(mmsg::Batch::new);
     }
 
     #[tokio::test]
     async fn one_at_a_time_batch_receives_and_answers() {
-        round_trip!(fallback::Batch::new());
+        round_trip!(fallback::Batch::new);
     }
 }

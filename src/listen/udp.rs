@@ -15,7 +15,11 @@ use super::{
     Context,
     batch::{Batch, Socket, register, send_retrying},
 };
-use crate::{resolver::Immediate, upstream, wire::Transport};
+use crate::{
+    resolver::Immediate,
+    upstream,
+    wire::{Transport, udp_reply_bound},
+};
 
 /// Yield to the worker's runtime every this many datagrams, so its miss
 /// tasks and their connections run while queries keep arriving.
@@ -69,7 +73,7 @@ async fn serve(socket: Arc<Socket>, context: Arc<Context>) {
 async fn receive(socket: &Arc<Socket>, context: &Arc<Context>, misses: &TaskTracker) {
     // Allocated once: every batch is received into and answered from the
     // same buffers.
-    let mut batch = Batch::new();
+    let mut batch = Batch::new(udp_reply_bound(context.resolver.settings().max_udp_size));
     let mut since_yield = 0;
     loop {
         let received = tokio::select! {

@@ -147,6 +147,11 @@ impl Resolver {
         &self.pool
     }
 
+    /// How it answers.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The cache, when enabled.
     pub fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref()
@@ -373,11 +378,9 @@ impl Resolver {
             Ok(resolved) => {
                 let (rcode, rtt) = (resolved.answer.rcode(), resolved.rtt);
                 debug!(upstream = resolved.upstream, rcode, ?rtt, "answered");
-                ensure_len(out, resolved.answer.max_client_len());
-                let written = resolved
-                    .answer
-                    .write_for_client(&self.recipient(query, transport), out)
-                    .ok()?;
+                let to = self.recipient(query, transport);
+                ensure_len(out, resolved.answer.parts().reply_len_bound(&to));
+                let written = resolved.answer.write_for_client(&to, out).ok()?;
                 Some(self.count_written(written))
             }
             Err(error) => {

@@ -224,6 +224,15 @@ impl AnswerParts<'_> {
         (self.message_len() + OPT_FIXED_LEN + self.options.len()).max(super::reply::MAX_SHORT_REPLY)
     }
 
+    /// The longest reply it can write for `to`: over UDP, no more than
+    /// dotstub's UDP limit (or a short truncated reply).
+    pub fn reply_len_bound(&self, to: &Recipient<'_>) -> usize {
+        match to.transport {
+            Transport::Tcp => self.max_client_len(),
+            Transport::Udp => self.max_client_len().min(udp_reply_bound(to.udp_size)),
+        }
+    }
+
     /// Writes the answer for `to`: the client's ID, its RD bit and spelling
     /// of the name, its own OPT record, TC=1 when it does not fit.
     pub fn write_for_client(
@@ -303,6 +312,12 @@ impl AnswerParts<'_> {
         }
         .write(out)
     }
+}
+
+/// The longest UDP reply dotstub writes when its UDP limit is `udp_size`:
+/// an answer that fits, or a short truncated one.
+pub fn udp_reply_bound(udp_size: u16) -> usize {
+    usize::from(udp_size).max(super::reply::MAX_SHORT_REPLY)
 }
 
 /// The upstream's flags as this client should see them: its own RD back,

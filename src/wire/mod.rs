@@ -26,7 +26,9 @@ mod ttl;
 mod upstream_query;
 mod writer;
 
-pub use answer::{Answer, AnswerParts, Recipient, Transport, UpstreamEdns, Written};
+pub use answer::{
+    Answer, AnswerParts, Recipient, Transport, UpstreamEdns, Written, udp_reply_bound,
+};
 pub use header::{Header, HeaderMut, Rcode, flag};
 pub use name::{NameDisplay, skip_name};
 pub use opt::{EdnsOptions, OptRecord, option_code};

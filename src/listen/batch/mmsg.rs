@@ -20,10 +20,11 @@ pub(in crate::listen) struct Batch {
 }
 
 impl Batch {
-    pub(in crate::listen) fn new() -> Self {
+    /// A batch whose replies are at most `reply_capacity` octets.
+    pub(in crate::listen) fn new(reply_capacity: usize) -> Self {
         Self {
             received: Received::new(),
-            replies: Replies::new(),
+            replies: Replies::new(reply_capacity),
             receive_headers: MultiHeaders::preallocate(BATCH, None),
             send_headers: MultiHeaders::preallocate(BATCH, None),
         }
