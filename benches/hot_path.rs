@@ -73,6 +73,7 @@ fn warm_resolver() -> Arc<Resolver> {
     Arc::new(Resolver::new(
         pool,
         Some(cache),
+        None,
         settings,
         Clock::system(),
         metrics,

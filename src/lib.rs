@@ -20,6 +20,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod dnssec;
 pub mod listen;
 pub mod lookup;
 pub mod metrics;
@@ -37,6 +38,7 @@ use tracing::{info, warn};
 use crate::{
     cache::{Cache, Clock},
     config::Config,
+    dnssec::Validator,
     listen::{BindError, Context, Listeners},
     metrics::Metrics,
     padding::PaddingPolicy,
@@ -108,6 +110,7 @@ impl Server {
         let resolver = Arc::new(Resolver::new(
             pool,
             cache,
+            Validator::from_config(&config.dnssec),
             settings,
             clock,
             Arc::clone(&metrics),

@@ -12,6 +12,7 @@ use hickory_proto::{
 use crate::{
     cache::Clock,
     config::Config,
+    dnssec::Validator,
     metrics::Metrics,
     padding::PaddingPolicy,
     resolver::{ResolveError, Resolver, Settings},
@@ -64,7 +65,14 @@ pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupRe
     ));
     let pool = Pool::new(config, &metrics, false)?;
     let settings = Settings::from_config(config);
-    let resolver = Resolver::new(pool, None, settings, Clock::system(), metrics);
+    let resolver = Resolver::new(
+        pool,
+        None,
+        Validator::from_config(&config.dnssec),
+        settings,
+        Clock::system(),
+        metrics,
+    );
     let resolved = resolver.resolve(&query).await?;
     let mut out = vec![0u8; resolved.answer.max_client_len()];
     let len = resolved

@@ -1,11 +1,11 @@
 //! Prints a [`Config`] back as TOML with every value in effect, defaults
 //! included: what `dotstub check-config` shows. Each table prints itself.
 
-use std::fmt;
+use std::{fmt, path::Path};
 
 use super::{
-    CacheConfig, Config, ForwardConfig, ListenConfig, LogLevel, Roots, SelectionPolicy,
-    UpstreamConfig,
+    CacheConfig, Config, DnssecConfig, ForwardConfig, ListenConfig, LogLevel, Roots,
+    SelectionPolicy, UpstreamConfig,
 };
 
 impl fmt::Display for Config {
@@ -17,6 +17,7 @@ impl fmt::Display for Config {
         }
         write!(f, "\n{}", self.cache)?;
         writeln!(f, "\n[padding]\nqueries = \"{}\"", self.padding)?;
+        write!(f, "\n{}", self.dnssec)?;
         writeln!(f, "\n[log]\nlevel = \"{}\"", self.log)
     }
 }
@@ -61,6 +62,15 @@ impl fmt::Display for CacheConfig {
         writeln!(f, "stale_answer_after_ms = {stale_after}")?;
         writeln!(f, "max_stale_s = {}", self.max_stale.as_secs())?;
         writeln!(f, "prefetch = {}", self.prefetch)
+    }
+}
+
+impl fmt::Display for DnssecConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.trust_anchor_file.as_deref().unwrap_or(Path::new(""));
+        writeln!(f, "[dnssec]\nvalidate = {}", self.validate)?;
+        writeln!(f, "trust_anchor_file = {:?}", file.display().to_string())?;
+        writeln!(f, "key_cache_names = {}", self.key_cache_names)
     }
 }
 

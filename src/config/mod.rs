@@ -27,7 +27,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 pub use error::{ConfigError, Problem};
 pub use schema::{LogLevel, SelectionPolicy};
 
-use crate::{cache::Limits, padding::PaddingPolicy, upstream::SpkiPin};
+use crate::{cache::Limits, dnssec::TrustAnchors, padding::PaddingPolicy, upstream::SpkiPin};
 
 /// The embedded default configuration: `config/dotstub.toml`.
 pub const EMBEDDED: &str = include_str!("../../config/dotstub.toml");
@@ -50,8 +50,24 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Padding of upstream queries.
     pub padding: PaddingPolicy,
+    /// DNSSEC validation.
+    pub dnssec: DnssecConfig,
     /// Log verbosity.
     pub log: LogLevel,
+}
+
+/// `[dnssec]`: validation of answers from the trust anchors down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnssecConfig {
+    /// Whether answers are validated (default true). Upstream queries then
+    /// carry DO=1 and CD=1, and clients see AD=1 only on secure answers.
+    pub validate: bool,
+    /// Where validation starts: the root's KSKs, or `trust_anchor_file`.
+    pub anchors: TrustAnchors,
+    /// The file the anchors came from, when not built in.
+    pub trust_anchor_file: Option<PathBuf>,
+    /// Names whose keys or delegation status the key cache remembers.
+    pub key_cache_names: NonZeroUsize,
 }
 
 /// `[cache]`: the answer cache.

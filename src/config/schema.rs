@@ -52,6 +52,10 @@ pub const DEFAULT_STALE_ANSWER_AFTER_MS: u64 = 1800;
 /// RFC 8767 §5 suggests keeping stale data one to three days.
 pub const DEFAULT_MAX_STALE_S: u64 = 86_400;
 
+/// Names whose DNSSEC keys or delegation status are remembered: every zone
+/// and delegation a busy home network touches in a day, a few MiB at most.
+pub const DEFAULT_KEY_CACHE_NAMES: usize = 4096;
+
 fn default_listen() -> Vec<Spanned<String>> {
     DEFAULT_LISTEN
         .iter()
@@ -118,6 +122,7 @@ pub(super) struct RawConfig {
     pub upstream: Vec<RawUpstream>,
     pub cache: RawCache,
     pub padding: RawPadding,
+    pub dnssec: RawDnssec,
     pub log: RawLog,
 }
 
@@ -235,6 +240,25 @@ impl Default for RawPadding {
     fn default() -> Self {
         Self {
             queries: default_padding(),
+        }
+    }
+}
+
+/// `[dnssec]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawDnssec {
+    pub validate: bool,
+    pub trust_anchor_file: Option<Spanned<String>>,
+    pub key_cache_names: usize,
+}
+
+impl Default for RawDnssec {
+    fn default() -> Self {
+        Self {
+            validate: default_true(),
+            trust_anchor_file: None,
+            key_cache_names: DEFAULT_KEY_CACHE_NAMES,
         }
     }
 }

@@ -13,10 +13,13 @@ use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use toml::Spanned;
 
 use super::{
-    CacheConfig, Config, ConfigError, ForwardConfig, ListenConfig, Problem, Roots, UpstreamConfig,
-    schema::{DEFAULT_DOT_PORT, RawCache, RawConfig, RawForward, RawListen, RawUpstream},
+    CacheConfig, Config, ConfigError, DnssecConfig, ForwardConfig, ListenConfig, Problem, Roots,
+    UpstreamConfig,
+    schema::{
+        DEFAULT_DOT_PORT, RawCache, RawConfig, RawDnssec, RawForward, RawListen, RawUpstream,
+    },
 };
-use crate::{cache::Limits, padding::PaddingPolicy, upstream::SpkiPin};
+use crate::{cache::Limits, dnssec::TrustAnchors, padding::PaddingPolicy, upstream::SpkiPin};
 
 /// Smallest `max_udp_size`: every DNS client accepts 512 (RFC 1035 §4.2.1).
 const MIN_UDP_SIZE: u16 = 512;
@@ -40,6 +43,8 @@ const MIN_CACHE_BYTES: usize = 256 * 1024;
 const MAX_CACHE_BYTES: usize = 64 << 30;
 /// Longest TTL kept: RFC 2181 §8 allows 2^31 - 1, but a week is plenty.
 const MAX_TTL: u32 = 604_800;
+/// Most names in the DNSSEC key cache.
+const MAX_KEY_CACHE_NAMES: usize = 1 << 20;
 /// Longest stale window: a week (RFC 8767 §5 suggests 1 to 3 days).
 const MAX_STALE: Duration = Duration::from_secs(604_800);
 
@@ -91,6 +96,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, origin: &str) -> Result<Confi
     let forward = check_forward(&mut checker, raw.forward);
     let upstreams = check_upstreams(&mut checker, raw.upstream);
     let cache = check_cache(&mut checker, raw.cache);
+    let dnssec = check_dnssec(&mut checker, raw.dnssec);
     let padding = raw
         .padding
         .queries
@@ -108,6 +114,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, origin: &str) -> Result<Confi
             upstreams,
             cache,
             padding,
+            dnssec,
             log: raw.log.level,
         })
     } else {
@@ -335,6 +342,35 @@ fn check_upstream(
         spki_pins,
         roots: roots?,
     })
+}
+
+fn check_dnssec(checker: &mut Checker<'_>, raw: RawDnssec) -> DnssecConfig {
+    let key_cache_names = checker.count(
+        "dnssec.key_cache_names",
+        raw.key_cache_names,
+        MAX_KEY_CACHE_NAMES,
+    );
+    let file = raw
+        .trust_anchor_file
+        .filter(|path| !path.get_ref().is_empty());
+    let anchors = match &file {
+        None => TrustAnchors::default(),
+        Some(path) => read_trust_anchor_file(path.get_ref()).unwrap_or_else(|message| {
+            checker.report("dnssec.trust_anchor_file", Some(path), message);
+            TrustAnchors::default()
+        }),
+    };
+    DnssecConfig {
+        validate: raw.validate,
+        anchors,
+        trust_anchor_file: file.map(|path| PathBuf::from(path.into_inner())),
+        key_cache_names,
+    }
+}
+
+fn read_trust_anchor_file(path: &str) -> Result<TrustAnchors, String> {
+    let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read {path}: {err}"))?;
+    TrustAnchors::parse(&text).map_err(|err| format!("{path} {err}"))
 }
 
 /// `IP`, `IP:port`, `IPv6` or `[IPv6]:port`; port 853 when absent.

@@ -11,6 +11,7 @@
 //! answer, a stale answer, or SERVFAIL with an Extended DNS Error.
 
 mod coalesce;
+mod secure;
 
 use std::{
     sync::Arc,
@@ -21,10 +22,14 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span};
 
-use self::coalesce::{InFlight, Outcome, Role};
+use self::{
+    coalesce::{InFlight, Outcome, Role},
+    secure::PoolFetch,
+};
 use crate::{
     cache::{Cache, Clock, Hit, KeyBuf, Millis},
     config::Config,
+    dnssec::Validator,
     metrics::Metrics,
     upstream::{Pool, UpstreamError},
     wire::{
@@ -112,6 +117,8 @@ impl Settings {
 pub struct Resolver {
     pool: Pool,
     cache: Option<Cache>,
+    /// Validates answers when `[dnssec] validate` is on.
+    validator: Option<Validator>,
     in_flight: InFlight,
     clock: Clock,
     settings: Settings,
@@ -121,10 +128,12 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// A resolver forwarding through `pool`, caching in `cache` when given.
+    /// A resolver forwarding through `pool`, caching in `cache` and
+    /// validating with `validator` when given.
     pub fn new(
         pool: Pool,
         cache: Option<Cache>,
+        validator: Option<Validator>,
         settings: Settings,
         clock: Clock,
         metrics: Arc<Metrics>,
@@ -134,6 +143,7 @@ impl Resolver {
         Self {
             pool,
             cache,
+            validator,
             in_flight,
             clock,
             settings,
@@ -293,10 +303,13 @@ impl Resolver {
     }
 
     async fn forward(&self, query: &Query<'_>, deadline: Instant) -> Outcome {
+        // A validator needs the signatures, and the data even when bogus,
+        // to decide itself (RFC 4035 §3.2.2, RFC 6840 §5.9).
+        let validating = self.validator.is_some();
         let question = UpstreamQuestion {
             question: *query.question(),
-            dnssec_ok: query.dnssec_ok(),
-            checking_disabled: query.checking_disabled(),
+            dnssec_ok: validating || query.dnssec_ok(),
+            checking_disabled: validating || query.checking_disabled(),
         };
         let exchange =
             tokio::time::timeout_at(deadline.into(), self.pool.exchange(&question, deadline))
@@ -304,7 +317,18 @@ impl Resolver {
                 .unwrap_or(Err(UpstreamError::Timeout));
         match exchange {
             Ok(exchange) => Ok(Arc::new(Resolved {
-                answer: exchange.reply.answer,
+                answer: match &self.validator {
+                    Some(validator) => {
+                        let fetch = PoolFetch {
+                            pool: &self.pool,
+                            deadline,
+                        };
+                        secure::judge(validator, &fetch, query, exchange.reply.answer)
+                            .await
+                            .ok_or(ResolveError::Unreachable)?
+                    }
+                    None => exchange.reply.answer,
+                },
                 upstream: exchange.upstream,
                 padded: exchange.reply.padded,
                 len: exchange.reply.len,

@@ -3,11 +3,11 @@
 //! spelling of the name, its own OPT record, and TC=1 when it does not fit.
 
 use super::{
-    HEADER_LEN, Header, HeaderMut, OptRecord, Query, Question, RecordSpan, Records, Section,
-    Sections, WireError, Writer, find_opt, flag,
+    HEADER_LEN, Header, HeaderMut, OptRecord, Query, Question, Rcode, RecordSpan, Records, Section,
+    Sections, UPSTREAM_UDP_SIZE, WireError, Writer, find_opt, flag,
     opt::{OPT_FIXED_LEN, option_code, write_opt},
     read_ttl,
-    reply::{ReplyEdns, ShortReply},
+    reply::{MAX_SHORT_REPLY, ReplyEdns, ShortReply},
     write_ttl,
     writer::Overflow,
 };
@@ -105,6 +105,44 @@ impl Answer {
         }
         let answer = Self::new(&message, &question, rcode, &forwarded);
         Ok((answer, edns))
+    }
+
+    /// A SERVFAIL dotstub decided on itself for `question`, with an
+    /// Extended DNS Error (code, EXTRA-TEXT) for EDNS clients.
+    pub fn servfail(
+        question: &Question<'_>,
+        extended_error: (u16, &str),
+    ) -> Result<Self, WireError> {
+        let mut bytes = [0; MAX_SHORT_REPLY];
+        let reply = ShortReply {
+            id: 0,
+            flags: flag::QR | flag::RA | Rcode::ServFail.header_bits(),
+            question: Some(question.as_bytes()),
+            extended_rcode: 0,
+            edns: Some(ReplyEdns {
+                udp_size: UPSTREAM_UDP_SIZE,
+                dnssec_ok: false,
+                extended_error: Some(extended_error),
+            }),
+        };
+        let len = reply.write(&mut bytes).map_err(|_| WireError::Malformed)?;
+        let written = bytes.get(..len).ok_or(WireError::Short)?;
+        Ok(Self::from_upstream(written, question)?.0)
+    }
+
+    /// This answer with its message replaced by `message` (the same
+    /// question, records rewritten), RCODE and options kept.
+    pub fn with_message(&self, message: &[u8]) -> Result<Self, WireError> {
+        let question = Question::parse(message, HEADER_LEN)?;
+        Ok(Self::new(message, &question, self.rcode, &self.options))
+    }
+
+    /// Sets or clears the AD bit (RFC 4035 §3.2.3) in the stored header.
+    pub fn set_authentic(&mut self, authentic: bool) -> Result<(), WireError> {
+        let flags = Header::parse(&self.message)?.flags() & !flag::AD;
+        let ad = if authentic { flag::AD } else { 0 };
+        HeaderMut::new(&mut self.message)?.set_flags(flags | ad);
+        Ok(())
     }
 
     fn new(message: &[u8], question: &Question<'_>, rcode: u16, options: &[u8]) -> Self {

@@ -55,6 +55,12 @@ pub mod rtype {
     pub const AXFR: u16 = 252;
     /// SOA record, carries the negative TTL (RFC 2308).
     pub const SOA: u16 = 6;
+    /// DNSSEC signature (RFC 4034 §3).
+    pub const RRSIG: u16 = 46;
+    /// DNSSEC denial of existence (RFC 4034 §4).
+    pub const NSEC: u16 = 47;
+    /// DNSSEC hashed denial of existence (RFC 5155).
+    pub const NSEC3: u16 = 50;
 }
 
 /// Why a message could not be read. Small and `Copy`: hostile input is

@@ -41,6 +41,9 @@ pub struct Options {
     pub cache: &'static str,
     /// Extra lines for each rig upstream's table.
     pub upstream: &'static str,
+    /// `[dnssec]` lines; empty turns validation off, since the fixture
+    /// zone is unsigned.
+    pub dnssec: &'static str,
 }
 
 /// A configuration that listens on 127.0.0.1 port 0, with `upstreams`
@@ -51,11 +54,16 @@ pub fn config_text(options: &Options, upstreams: &str) -> String {
         forward,
         padding,
         cache,
+        dnssec,
         ..
     } = options;
+    let dnssec = match *dnssec {
+        "" => "validate = false",
+        lines => lines,
+    };
     format!(
         "[listen]\naddresses = [\"127.0.0.1:0\"]\n{listen}\n[forward]\n{forward}\n\
-         [padding]\n{padding}\n[cache]\n{cache}\n{upstreams}"
+         [padding]\n{padding}\n[cache]\n{cache}\n[dnssec]\n{dnssec}\n{upstreams}"
     )
 }
 

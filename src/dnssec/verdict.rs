@@ -1,0 +1,96 @@
+//! What validation concludes about an answer ([`Verdict`]), and why an
+//! answer failed ([`Failure`]): an Extended DNS Error code (RFC 8914) and
+//! the name that failed, which the client reads in the EXTRA-TEXT.
+
+use std::fmt;
+
+use hickory_proto::rr::Name;
+
+/// Extended DNS Error info codes for DNSSEC failures (RFC 8914 §4).
+pub mod ede {
+    /// 6: DNSSEC Bogus. A signature does not verify, or no key signed it.
+    pub const DNSSEC_BOGUS: u16 = 6;
+    /// 7: Signature Expired.
+    pub const SIGNATURE_EXPIRED: u16 = 7;
+    /// 8: Signature Not Yet Valid.
+    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
+    /// 9: DNSKEY Missing. No DNSKEY matches the DS (or the trust anchor).
+    pub const DNSKEY_MISSING: u16 = 9;
+    /// 10: RRSIGs Missing. A secure zone sent data without signatures.
+    pub const RRSIGS_MISSING: u16 = 10;
+    /// 12: NSEC Missing. A denial came without a valid NSEC/NSEC3 proof.
+    pub const NSEC_MISSING: u16 = 12;
+    /// 22: No Reachable Authority. A DS or DNSKEY fetch failed.
+    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
+}
+
+/// Why an answer could not be proven secure or insecure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Extended DNS Error info code, from [`ede`].
+    pub code: u16,
+    /// What went wrong, in a few words.
+    pub reason: &'static str,
+    /// The name (and type) that failed.
+    pub name: Name,
+}
+
+impl Failure {
+    /// A failure `code` of `name`, for `reason`.
+    pub fn new(code: u16, reason: &'static str, name: &Name) -> Self {
+        Self {
+            code,
+            reason,
+            name: name.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.name)
+    }
+}
+
+/// The outcome of validating an answer or a step of the chain of trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed all the way from a trust anchor: the client may see AD=1.
+    Secure,
+    /// Proven to lie under an unsigned delegation (or a zone signed only
+    /// with algorithms dotstub does not know): passed on with AD=0.
+    Insecure,
+    /// Should be signed and is not, or the signatures or proofs are wrong:
+    /// SERVFAIL with the failure's EDE.
+    Bogus(Failure),
+    /// A DS or DNSKEY fetch failed, so nothing could be decided: SERVFAIL
+    /// with EDE 22, and nothing cached.
+    Indeterminate(Failure),
+}
+
+impl Verdict {
+    /// The verdict of an answer made of parts with verdicts `self` and
+    /// `other`: any failure wins, then insecure, else secure.
+    pub fn and(self, other: Verdict) -> Verdict {
+        use Verdict::*;
+        match (self, other) {
+            (Bogus(f), _) | (_, Bogus(f)) => Bogus(f),
+            (Indeterminate(f), _) | (_, Indeterminate(f)) => Indeterminate(f),
+            (Insecure, _) | (_, Insecure) => Insecure,
+            (Secure, Secure) => Secure,
+        }
+    }
+
+    /// The failure, when there is one.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Self::Bogus(failure) | Self::Indeterminate(failure) => Some(failure),
+            Self::Secure | Self::Insecure => None,
+        }
+    }
+
+    /// Whether the answer is secure.
+    pub fn is_secure(&self) -> bool {
+        matches!(self, Self::Secure)
+    }
+}
