@@ -145,22 +145,25 @@ impl<F: Fetch> Check<'_, '_, F> {
             if let Some(set) = exact(qtype) {
                 return verdict.and(self.data(set, &sname).await);
             }
-            if let Some(set) = exact(RecordType::CNAME) {
-                verdict = verdict.and(self.data(set, &sname).await);
-                match set.records.first().map(|r| &r.data) {
-                    Some(RData::CNAME(target)) => sname = target.0.to_lowercase(),
-                    _ => break,
-                }
-                continue;
-            }
             let dname = answers.iter().find(|set| {
                 set.rtype == RecordType::DNAME && set.name.zone_of(&sname) && *set.name != sname
             });
+            // A DNAME comes first: the CNAME synthesized from it at sname
+            // is unsigned, and only the DNAME's signature counts (RFC 6672
+            // §5.3.1).
             if let Some(set) = dname {
                 verdict = verdict.and(self.data(set, &sname).await);
                 match dname_target(set, &sname) {
                     Some(target) => sname = target,
                     None => break,
+                }
+                continue;
+            }
+            if let Some(set) = exact(RecordType::CNAME) {
+                verdict = verdict.and(self.data(set, &sname).await);
+                match set.records.first().map(|r| &r.data) {
+                    Some(RData::CNAME(target)) => sname = target.0.to_lowercase(),
+                    _ => break,
                 }
                 continue;
             }

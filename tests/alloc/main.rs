@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 // Shared with the `it` binary; this test needs only part of it.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../it/support/mod.rs"]
 mod support;
 

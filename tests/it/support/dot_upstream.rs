@@ -3,6 +3,7 @@
 //! It records everything it reads and misbehaves on cue (`Script`), so tests
 //! can assert on what dotstub sent and how it copes with a bad upstream.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -60,6 +61,19 @@ pub enum Script {
     WrongId,
     /// Accept TCP, then close it at once without a TLS handshake.
     RefuseTls,
+    /// Answer each query with what the function returns, immediately
+    /// (`signed::Hierarchy::script`, say).
+    Respond(Responder),
+}
+
+/// A function that answers a query, for [`Script::Respond`].
+#[derive(Clone)]
+pub struct Responder(pub Arc<dyn Fn(&Message) -> Message + Send + Sync>);
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Responder(..)")
+    }
 }
 
 /// One DNS message the upstream read.
@@ -352,7 +366,7 @@ impl Connection {
             });
             (state.script.clone(), state.keepalive)
         };
-        if let Some(reply) = reply_to(message.as_ref(), &bytes, keepalive) {
+        if let Some(reply) = reply_to(&script, message.as_ref(), &bytes, keepalive) {
             self.follow(script, message.as_ref(), reply);
         }
     }
@@ -360,7 +374,7 @@ impl Connection {
     fn follow(&mut self, script: Script, query: Option<&Message>, reply: Vec<u8>) {
         match script {
             // RefuseTls only concerns new connections; ones already up keep answering.
-            Script::Answer | Script::RefuseTls => self.send(Out::Frame(reply)),
+            Script::Answer | Script::RefuseTls | Script::Respond(_) => self.send(Out::Frame(reply)),
             Script::Delay(delay) => self.send_after(delay, reply),
             Script::DelayByName(names) => {
                 let qname = query
@@ -432,11 +446,21 @@ impl Connection {
 }
 
 /// The wire answer to one received frame, or `None` when nothing can be said.
-fn reply_to(query: Option<&Message>, bytes: &[u8], keepalive: Option<Duration>) -> Option<Vec<u8>> {
+fn reply_to(
+    script: &Script,
+    query: Option<&Message>,
+    bytes: &[u8],
+    keepalive: Option<Duration>,
+) -> Option<Vec<u8>> {
     let formerr = || fixtures::encode_response(fixtures::formerr_for(bytes)?, None, None);
     match query {
-        Some(query) => fixtures::encode_response(fixtures::answer(query), Some(query), keepalive)
-            .or_else(formerr),
+        Some(query) => {
+            let answer = match script {
+                Script::Respond(Responder(respond)) => respond(query),
+                _ => fixtures::answer(query),
+            };
+            fixtures::encode_response(answer, Some(query), keepalive).or_else(formerr)
+        }
         None => formerr(),
     }
 }
