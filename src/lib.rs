@@ -9,6 +9,10 @@
 //!         --> upstream::Pool      pick an upstream (policy, health), pipeline on a pooled,
 //!                                 authenticated TLS connection, query padded (padding)
 //!         --> wire::Answer        the upstream's answer without its OPT record
+//!         --> dnssec              secure, insecure or bogus, from the trust anchors down
+//!                                 (resolver applies it: AD bit, or SERVFAIL with an EDE)
+//!         --> cache               stored with its verdict, per client DO/CD; hits are
+//!                                 answered from here (resolver::Resolver::answer_now)
 //!         --> reply to client     the client's ID and spelling, its own OPT, TC=1 if too big
 //! ```
 //!

@@ -89,6 +89,23 @@ pub struct CacheCounters {
     pub prefetches: Counter,
 }
 
+/// Counters of DNSSEC validation.
+#[derive(Debug, Default)]
+pub struct DnssecCounters {
+    /// Answers validated secure.
+    pub secure: Counter,
+    /// Answers proven insecure.
+    pub insecure: Counter,
+    /// Answers found bogus, answered SERVFAIL.
+    pub bogus: Counter,
+    /// Answers left undecided because a DS or DNSKEY fetch failed.
+    pub indeterminate: Counter,
+    /// Answers passed on unvalidated because the client set CD.
+    pub unchecked: Counter,
+    /// DS and DNSKEY queries sent upstream (the key cache missed).
+    pub key_fetches: Counter,
+}
+
 /// Counters of one upstream.
 #[derive(Debug, Default)]
 pub struct UpstreamCounters {
@@ -124,6 +141,8 @@ pub struct Metrics {
     pub server: ServerCounters,
     /// The answer cache.
     pub cache: Arc<CacheCounters>,
+    /// DNSSEC validation.
+    pub dnssec: DnssecCounters,
     /// One entry per configured upstream, in configured order.
     pub upstreams: Box<[Arc<UpstreamCounters>]>,
 }
@@ -134,6 +153,7 @@ impl Metrics {
         Self {
             server: ServerCounters::default(),
             cache: Arc::default(),
+            dnssec: DnssecCounters::default(),
             upstreams: upstream_labels
                 .into_iter()
                 .map(|label| {

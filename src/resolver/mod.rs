@@ -322,6 +322,7 @@ impl Resolver {
                         let fetch = PoolFetch {
                             pool: &self.pool,
                             deadline,
+                            counters: &self.metrics.dnssec,
                         };
                         secure::judge(validator, &fetch, query, exchange.reply.answer)
                             .await

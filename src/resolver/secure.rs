@@ -14,7 +14,8 @@ use hickory_proto::{
 use tracing::debug;
 
 use crate::{
-    dnssec::{Fetch, FetchError, Validator, Verdict, ede},
+    dnssec::{Failure, Fetch, FetchError, Validator, Verdict, ede},
+    metrics::DnssecCounters,
     upstream::Pool,
     wire::{Answer, Query, Question, UpstreamQuestion, rtype},
 };
@@ -26,6 +27,8 @@ pub struct PoolFetch<'a> {
     pub pool: &'a Pool,
     /// The client query's deadline.
     pub deadline: Instant,
+    /// Where fetches and verdicts are counted.
+    pub counters: &'a DnssecCounters,
 }
 
 impl Fetch for PoolFetch<'_> {
@@ -34,6 +37,7 @@ impl Fetch for PoolFetch<'_> {
         wire.extend_from_slice(&u16::from(rtype).to_be_bytes());
         wire.extend_from_slice(&1u16.to_be_bytes()); // class IN
         let question = Question::parse(&wire, 0).map_err(|_| FetchError)?;
+        self.counters.key_fetches.inc();
         let asked = UpstreamQuestion {
             question,
             dnssec_ok: true,
@@ -57,37 +61,66 @@ pub async fn judge(
     query: &Query<'_>,
     answer: Answer,
 ) -> Option<Answer> {
-    let Ok(message) = Message::from_vec(answer.as_bytes()) else {
+    let counters = fetch.counters;
+    let message = Message::from_vec(answer.as_bytes()).ok();
+    if query.checking_disabled() {
+        // The client validates itself and wants the data as it is.
+        counters.unchecked.inc();
+        return for_client(answer, message.as_ref(), query, false, None);
+    }
+    let Some(message) = message else {
+        counters.bogus.inc();
         let reason = (ede::DNSSEC_BOGUS, "malformed upstream answer");
         return Answer::servfail(query.question(), reason).ok();
     };
-    // A client that set CD validates itself and wants the data as it is.
-    let (authentic, valid_for) = if query.checking_disabled() {
-        (false, None)
-    } else {
-        let question = message.queries.first()?;
-        let (qname, qtype) = (question.name(), question.query_type());
-        let validated = validator.validate(qname, qtype, &message, fetch).await;
-        debug!(verdict = ?validated.verdict, "validated");
-        match validated.verdict {
-            Verdict::Secure => (true, validated.valid_for),
-            Verdict::Insecure => (false, None),
-            Verdict::Bogus(failure) | Verdict::Indeterminate(failure) => {
-                let text = failure.to_string();
-                return Answer::servfail(query.question(), (failure.code, &text)).ok();
-            }
+    let question = message.queries.first()?;
+    let (qname, qtype) = (question.name(), question.query_type());
+    let validated = validator.validate(qname, qtype, &message, fetch).await;
+    debug!(verdict = ?validated.verdict, "validated");
+    match validated.verdict {
+        Verdict::Secure => {
+            counters.secure.inc();
+            for_client(answer, Some(&message), query, true, validated.valid_for)
         }
-    };
-    let mut answer = if query.dnssec_ok() {
-        answer
-    } else {
-        without_dnssec_records(answer, &message, query)?
+        Verdict::Insecure => {
+            counters.insecure.inc();
+            for_client(answer, Some(&message), query, false, None)
+        }
+        Verdict::Bogus(failure) => {
+            counters.bogus.inc();
+            servfail(query, &failure)
+        }
+        Verdict::Indeterminate(failure) => {
+            counters.indeterminate.inc();
+            servfail(query, &failure)
+        }
+    }
+}
+
+/// `answer` as `query`'s client gets it: AD set when `authentic`, TTLs no
+/// longer than `valid_for`, DNSSEC records hidden unless it set DO.
+fn for_client(
+    answer: Answer,
+    message: Option<&Message>,
+    query: &Query<'_>,
+    authentic: bool,
+    valid_for: Option<u32>,
+) -> Option<Answer> {
+    let mut answer = match message {
+        Some(message) if !query.dnssec_ok() => without_dnssec_records(answer, message, query)?,
+        _ => answer,
     };
     if let Some(valid_for) = valid_for {
         answer.rewrite_ttls(|_, _, ttl| ttl.min(valid_for)).ok()?;
     }
     answer.set_authentic(authentic).ok()?;
     Some(answer)
+}
+
+/// SERVFAIL for `query`, the EDE saying what failed and where.
+fn servfail(query: &Query<'_>, failure: &Failure) -> Option<Answer> {
+    let text = failure.to_string();
+    Answer::servfail(query.question(), (failure.code, &text)).ok()
 }
 
 /// `answer` without the RRSIG, NSEC and NSEC3 records a client that did
