@@ -377,3 +377,51 @@ impl<'m> Nsec3Chain<'m> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> Name {
+        Name::from_ascii(text).unwrap()
+    }
+
+    #[test]
+    fn nsec_spans_hold_names_between_owner_and_next_in_canonical_order() {
+        let (owner, next) = (name("b.example."), name("d.example."));
+        assert!(covers(&owner, &next, &name("c.example.")));
+        assert!(covers(&owner, &next, &name("x.b.example.")));
+        assert!(!covers(&owner, &next, &name("b.example.")));
+        assert!(!covers(&owner, &next, &name("d.example.")));
+        assert!(!covers(&owner, &next, &name("e.example.")));
+    }
+
+    #[test]
+    fn the_last_nsec_of_a_zone_wraps_to_the_apex() {
+        let (last, apex) = (name("m.example."), name("example."));
+        assert!(covers(&last, &apex, &name("z.example.")));
+        assert!(!covers(&last, &apex, &name("a.example.")));
+        assert!(!covers(&last, &apex, &name("z.other.")));
+    }
+
+    #[test]
+    fn common_ancestor_is_the_longest_shared_suffix() {
+        let ancestor = common_ancestor(&name("a.b.example."), &name("C.B.example."));
+        assert_eq!(ancestor, name("b.example."));
+        assert_eq!(common_ancestor(&name("a."), &name("b.")), Name::root());
+    }
+
+    #[test]
+    fn types_at_a_name_say_what_a_missing_ds_means() {
+        let set = |types: &[RecordType]| NSEC::new(Name::root(), types.iter().copied());
+        let set = |types: &[RecordType]| set(types).type_set().clone();
+        let delegation = set(&[RecordType::NS, RecordType::NSEC, RecordType::RRSIG]);
+        assert_eq!(delegation_from_types(&delegation), Delegation::Insecure);
+        let signed_child = set(&[RecordType::NS, RecordType::DS, RecordType::NSEC]);
+        assert_eq!(delegation_from_types(&signed_child), Delegation::Unproven);
+        let child_apex = set(&[RecordType::NS, RecordType::SOA, RecordType::DNSKEY]);
+        assert_eq!(delegation_from_types(&child_apex), Delegation::Unproven);
+        let host = set(&[RecordType::A, RecordType::NSEC]);
+        assert_eq!(delegation_from_types(&host), Delegation::NotACut);
+    }
+}
