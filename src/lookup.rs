@@ -6,7 +6,7 @@ use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
 use hickory_proto::{
     op::{Edns, Message, Query as HickoryQuery},
-    rr::{Name, RecordType},
+    rr::{Name, RecordType, rdata::opt::EdnsOption},
 };
 
 use crate::{
@@ -17,7 +17,7 @@ use crate::{
     padding::PaddingPolicy,
     resolver::{ResolveError, Resolver, Settings},
     upstream::{Pool, SetupError},
-    wire::{Query, Recipient, Transport, UPSTREAM_UDP_SIZE},
+    wire::{Query, Recipient, Transport, UPSTREAM_UDP_SIZE, option_code},
 };
 
 /// Why a lookup failed.
@@ -105,7 +105,8 @@ pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupRe
     })
 }
 
-/// The query a client would send: RD=1 and an OPT record.
+/// The query a client would send: RD=1, AD=1 (to learn whether the answer
+/// is secure, RFC 6840 §5.7) and an OPT record.
 fn client_query(name: &str, qtype: &str) -> Result<Vec<u8>, LookupError> {
     let bad_name = || LookupError::BadName(name.to_owned());
     let mut fqdn = Name::from_str(name).map_err(|_| bad_name())?;
@@ -114,6 +115,7 @@ fn client_query(name: &str, qtype: &str) -> Result<Vec<u8>, LookupError> {
     let mut message = Message::query();
     message.metadata.id = rand::random();
     message.metadata.recursion_desired = true;
+    message.metadata.authentic_data = true;
     message.add_query(HickoryQuery::query(fqdn, qtype));
     let mut edns = Edns::new();
     edns.set_max_payload(UPSTREAM_UDP_SIZE);
@@ -135,6 +137,7 @@ fn parse_type(text: &str) -> Option<RecordType> {
 impl fmt::Display for LookupReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write_header(f)?;
+        self.write_extended_error(f)?;
         self.write_sections(f)?;
         self.write_transport(f)
     }
@@ -170,6 +173,23 @@ impl LookupReport {
             self.reply.authorities.len(),
             self.reply.additionals.len(),
         )
+    }
+
+    /// The Extended DNS Error (RFC 8914), when the reply has one.
+    fn write_extended_error(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(edns) = &self.reply.edns else {
+            return Ok(());
+        };
+        for (_, option) in edns.options().as_ref() {
+            if let EdnsOption::Unknown(option_code::EXTENDED_ERROR, data) = option {
+                if let Some((code, text)) = data.split_first_chunk::<2>() {
+                    let code = u16::from_be_bytes(*code);
+                    let text = String::from_utf8_lossy(text);
+                    writeln!(f, ";; EXTENDED ERROR: {code} ({text})")?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The question and the non-empty record sections.

@@ -358,14 +358,16 @@ pub fn udp_reply_bound(udp_size: u16) -> usize {
     usize::from(udp_size).max(super::reply::MAX_SHORT_REPLY)
 }
 
-/// The upstream's flags as this client should see them: its own RD back,
+/// The upstream's flags as this client should see them: its own RD and CD back,
 /// RA set, AA cleared (dotstub is not the authority), and AD only for a
 /// client that set DO or AD (RFC 6840 §5.8).
 fn client_flags(upstream: &Header, query: &Query<'_>) -> u16 {
     let client = query.header();
     let wants_ad = query.dnssec_ok() || client.has(flag::AD);
-    let mut flags = upstream.flags() & !(flag::RD | flag::AA | flag::AD);
-    flags |= flag::RA | (client.flags() & flag::RD);
+    // RD and CD are the client's own (RFC 4035 §3.2.2): dotstub may have
+    // asked upstream with CD=1 to validate itself.
+    let mut flags = upstream.flags() & !(flag::RD | flag::CD | flag::AA | flag::AD);
+    flags |= flag::RA | (client.flags() & (flag::RD | flag::CD));
     if wants_ad && upstream.has(flag::AD) {
         flags |= flag::AD;
     }

@@ -32,6 +32,7 @@ use crate::support::{
     dot_upstream::{DotUpstream, Script},
     fixtures::expected_a,
     server::{Options, TLS_NAME, config_text, upstream_table},
+    signed::Hierarchy,
 };
 
 /// Not a performance bound: only how long a hung dotstub may hold up the suite.
@@ -90,6 +91,35 @@ async fn query_subcommand_resolves_through_the_upstream() {
     let received = rig.upstream.received();
     assert_eq!(received.len(), 1, "the upstream saw {received:?}");
     assert_eq!(received[0].bytes.len() % 128, 0, "query sent unpadded");
+}
+
+#[tokio::test]
+async fn query_subcommand_shows_the_dnssec_verdict() {
+    let pki = TestPki::new();
+    let upstream = DotUpstream::start(pki.leaf(TLS_NAME), Hierarchy::shared().script()).await;
+    let anchor = write_file(&pki, "anchor.txt", &Hierarchy::shared().trust_anchor_text());
+    let dnssec = format!(
+        "validate = true\ntrust_anchor_file = {:?}",
+        anchor.display().to_string()
+    );
+    let options = Options {
+        dnssec: Box::leak(dnssec.into_boxed_str()),
+        ..Options::default()
+    };
+    let table = upstream_table("rig", upstream.addr(), &pki, "");
+    let config = write_file(&pki, "dnssec.toml", &config_text(&options, &table));
+    let query = |name: &str| {
+        let mut command = dotstub();
+        command.args(["query", name, "A", "--config"]).arg(&config);
+        command
+    };
+    let secure = finish(&mut query("www.ecdsap256.tld")).await;
+    assert_eq!(secure.status.code(), Some(0), "{secure}");
+    assert!(secure.stdout.contains("flags: qr rd ra ad;"), "{secure}");
+    let bogus = finish(&mut query("expired.bogus.tld")).await;
+    assert!(bogus.stdout.contains("status: Server Failure"), "{bogus}");
+    let ede = ";; EXTENDED ERROR: 7 (signature expired: expired.bogus.tld.)";
+    assert!(bogus.stdout.contains(ede), "{bogus}");
 }
 
 #[tokio::test]
