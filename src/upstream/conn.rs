@@ -34,7 +34,7 @@ use super::{UpstreamError, connector::Connector};
 use crate::{
     metrics::UpstreamCounters,
     padding::PaddingPolicy,
-    wire::{self, Answer, Header, UpstreamEdns, UpstreamQuestion},
+    wire::{self, Answer, Header, UPSTREAM_UDP_SIZE, UpstreamEdns, UpstreamQuestion},
 };
 
 /// Largest batch of queued queries written with one call.
@@ -190,7 +190,7 @@ fn encode(
         question,
         id,
         keepalive,
-        |len| padding.padding_for(len),
+        |len| padding.padding_for(len, usize::from(UPSTREAM_UDP_SIZE), &mut rand::rng()),
         &mut frame[2..],
     )
     .expect("the frame is sized for the largest query the policy can make");
