@@ -9,8 +9,10 @@
 //! the TTLs and signatures they rest on.
 
 use std::{
+    collections::HashMap,
+    future::Future,
     num::NonZeroUsize,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -21,6 +23,7 @@ use hickory_proto::{
     rr::{Name, RData, RecordType},
 };
 use lru::LruCache;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::{
     Fetch,
@@ -76,6 +79,9 @@ pub struct Chain {
     /// Name (lowercase) → what it is and until when; a std `Mutex`,
     /// never held across an await.
     steps: Mutex<LruCache<Name, (Step, Instant)>>,
+    /// Names being found out right now, each with the lock its finder
+    /// holds; as many as queries in flight.
+    gates: Mutex<HashMap<Name, Arc<AsyncMutex<()>>>>,
 }
 
 impl Chain {
@@ -84,6 +90,7 @@ impl Chain {
         Self {
             anchors,
             steps: Mutex::new(LruCache::new(capacity)),
+            gates: Mutex::default(),
         }
     }
 
@@ -106,31 +113,54 @@ impl Chain {
         let Some(anchor) = self.anchors.closest(&name) else {
             return Status::Insecure;
         };
-        let mut zone = match self.remembered(&anchor.zone) {
-            Some(Step::Cut(zone)) => zone,
-            Some(Step::Bogus(failure)) => return Status::Bogus(failure),
-            _ => match self.anchor_zone(anchor, fetch, now).await {
-                Ok(zone) => zone,
-                Err(status) => return status,
-            },
+        let learnt = self.learn(&anchor.zone, || self.anchor_zone(anchor, fetch, now));
+        let mut zone = match learnt.await {
+            Ok(Step::Cut(zone)) => zone,
+            Ok(Step::Bogus(failure)) => return Status::Bogus(failure),
+            Ok(Step::NotACut | Step::Insecure) => return Status::Insecure,
+            Err(failure) => return Status::Indeterminate(failure),
         };
         for labels in anchor.zone.num_labels() + 1..=name.num_labels() {
             let child = name.trim_to(usize::from(labels));
-            let step = match self.remembered(&child) {
-                Some(step) => step,
-                None => match self.step(&zone, &child, fetch, now).await {
-                    Ok(step) => step,
-                    Err(failure) => return Status::Indeterminate(failure),
-                },
-            };
-            match step {
-                Step::Cut(child_zone) => zone = child_zone,
-                Step::NotACut => {}
-                Step::Insecure => return Status::Insecure,
-                Step::Bogus(failure) => return Status::Bogus(failure),
+            let parent = zone.clone();
+            let learnt = self.learn(&child, || self.step(parent, &child, fetch, now));
+            match learnt.await {
+                Ok(Step::Cut(child_zone)) => zone = child_zone,
+                Ok(Step::NotACut) => {}
+                Ok(Step::Insecure) => return Status::Insecure,
+                Ok(Step::Bogus(failure)) => return Status::Bogus(failure),
+                Err(failure) => return Status::Indeterminate(failure),
             }
         }
         Status::Secure(zone)
+    }
+
+    /// What `name` is: remembered, or found out by `find`, one task at a
+    /// time per name, so that queries arriving together for a cold zone
+    /// fetch its keys once. Err when a fetch failed.
+    async fn learn<Found>(&self, name: &Name, find: impl FnOnce() -> Found) -> Result<Step, Failure>
+    where
+        Found: Future<Output = Result<Step, Failure>>,
+    {
+        if let Some(step) = self.remembered(name) {
+            return Ok(step);
+        }
+        let gate = Arc::clone(self.lock_gates().entry(name.clone()).or_default());
+        let mut turn = Turn {
+            chain: self,
+            name,
+            gate,
+            held: None,
+        };
+        turn.held = Some(Arc::clone(&turn.gate).lock_owned().await);
+        match self.remembered(name) {
+            Some(step) => Ok(step),
+            None => find().await,
+        }
+    }
+
+    fn lock_gates(&self) -> MutexGuard<'_, HashMap<Name, Arc<AsyncMutex<()>>>> {
+        self.gates.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn remembered(&self, name: &Name) -> Option<Step> {
@@ -152,35 +182,32 @@ impl Chain {
     }
 
     /// The anchor's zone: its DNSKEY set, signed by a key the anchor names.
+    /// Err when the fetch failed.
     async fn anchor_zone(
         &self,
         anchor: &Anchor,
         fetch: &impl Fetch,
         now: u32,
-    ) -> Result<Zone, Status> {
+    ) -> Result<Step, Failure> {
         let apex = &anchor.zone;
         let response = fetch
             .fetch(apex, RecordType::DNSKEY)
             .await
-            .map_err(|_| Status::Indeterminate(unreachable(apex)))?;
+            .map_err(|_| unreachable(apex))?;
         let trusted = |key: &DNSKEY| anchor.records.iter().any(|r| r.matches(apex, key));
-        match dnskey_set(apex, &response, trusted, now) {
-            Ok((zone, ttl)) => {
-                self.remember(apex, &Step::Cut(zone.clone()), ttl);
-                Ok(zone)
-            }
-            Err(failure) => {
-                self.remember(apex, &Step::Bogus(failure.clone()), BOGUS_TTL);
-                Err(Status::Bogus(failure))
-            }
-        }
+        let (step, ttl) = match dnskey_set(apex, &response, trusted, now) {
+            Ok((zone, ttl)) => (Step::Cut(zone), ttl),
+            Err(failure) => (Step::Bogus(failure), BOGUS_TTL),
+        };
+        self.remember(apex, &step, ttl);
+        Ok(step)
     }
 
     /// What `child`, one label below a name in `zone`, is. Err when a
     /// fetch failed.
     async fn step(
         &self,
-        zone: &Zone,
+        zone: Zone,
         child: &Name,
         fetch: &impl Fetch,
         now: u32,
@@ -189,7 +216,7 @@ impl Chain {
             .fetch(child, RecordType::DS)
             .await
             .map_err(|_| unreachable(child))?;
-        let (step, ttl) = match self.classify(zone, child, &response, fetch, now).await? {
+        let (step, ttl) = match self.classify(&zone, child, &response, fetch, now).await? {
             Ok((step, ttl)) => (step, ttl),
             Err(failure) => (Step::Bogus(failure), BOGUS_TTL),
         };
@@ -226,10 +253,11 @@ impl Chain {
             ));
         }
         let authority = rrsets(&response.authorities);
-        let (denial, ttl) = match verified_denial(&zone.apex, &zone.keys, &authority, now) {
-            Ok(found) => found,
-            Err(failure) => return Ok(Err(failure)),
-        };
+        let Proofs { denial, ttl, .. } =
+            match verified_denial(&zone.apex, &zone.keys, &authority, now) {
+                Ok(proofs) => proofs,
+                Err(failure) => return Ok(Err(failure)),
+            };
         let step = if rcode == ResponseCode::NXDomain {
             match denial.nxdomain(child) {
                 Proof::Proven => Step::NotACut,
@@ -285,6 +313,27 @@ impl Chain {
     }
 }
 
+/// A task's turn to find out what a name is; on drop, even when the task
+/// is cancelled, it lets the next task in and forgets the gate once nobody
+/// waits on it.
+struct Turn<'a> {
+    chain: &'a Chain,
+    name: &'a Name,
+    gate: Arc<AsyncMutex<()>>,
+    held: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        let mut gates = self.chain.lock_gates();
+        // Only the map and this turn hold the gate: nobody waits on it.
+        if Arc::strong_count(&self.gate) == 2 {
+            gates.remove(self.name);
+        }
+    }
+}
+
 /// Whether `ds` is the digest of `key`, a DNSKEY of `owner`.
 pub fn ds_matches(ds: &DS, owner: &Name, key: &DNSKEY) -> bool {
     ds.algorithm() == key.public_key().algorithm()
@@ -331,27 +380,48 @@ fn dnskey_set(
     Ok((zone, ttl_until(set, signed, now)))
 }
 
+/// What the NSEC and NSEC3 records of one zone in a message prove, and
+/// for how long.
+#[derive(Debug)]
+pub struct Proofs<'m> {
+    /// What they prove.
+    pub denial: Denial<'m>,
+    /// How long it may be kept: their TTLs, never past their signatures.
+    pub ttl: Duration,
+    /// When the first of their signatures expires.
+    pub expiration: Option<Signed>,
+}
+
 /// The NSEC and NSEC3 records among `authority` that `zone` signed, their
-/// signatures checked with `keys`, with how long what they prove may be
-/// kept. Unsigned ones are left out: they prove nothing.
+/// signatures checked with `keys`. Unsigned ones are left out: they prove
+/// nothing.
 pub fn verified_denial<'m>(
     zone: &Name,
     keys: &[DNSKEY],
     authority: &'m [RrSet<'m>],
     now: u32,
-) -> Result<(Denial<'m>, Duration), Failure> {
-    let mut proofs = Vec::new();
+) -> Result<Proofs<'m>, Failure> {
+    let mut sets = Vec::new();
     let mut ttl = Duration::MAX;
+    let mut expiration: Option<Signed> = None;
     for set in authority {
         let proves = matches!(set.rtype, RecordType::NSEC | RecordType::NSEC3);
         // Records of another zone (a CNAME's target, say) prove nothing here.
         if proves && set.sigs.iter().any(|sig| sig.input().signer_name == *zone) {
             let signed = set.verify(keys, zone, now)?;
             ttl = ttl.min(ttl_until(set, signed, now));
-            proofs.push(set);
+            let left = |signed: Signed| signed.expiration.wrapping_sub(now);
+            if expiration.is_none_or(|first| left(signed) < left(first)) {
+                expiration = Some(signed);
+            }
+            sets.push(set);
         }
     }
-    Ok((Denial::new(zone, &proofs), ttl))
+    Ok(Proofs {
+        denial: Denial::new(zone, &sets),
+        ttl,
+        expiration,
+    })
 }
 
 /// How long `set`, signed as `signed`, may be kept: its TTL, and never past

@@ -20,6 +20,7 @@ mod rrset;
 mod verdict;
 
 use std::{
+    cell::Cell,
     future::Future,
     num::NonZeroUsize,
     time::{SystemTime, UNIX_EPOCH},
@@ -40,7 +41,7 @@ pub use self::{
 };
 use self::{
     chain::{Chain, Status, Zone, verified_denial},
-    denial::Proof,
+    denial::{Denial, Proof},
     rrset::{RrSet, Signed, rrsets},
 };
 
@@ -107,10 +108,10 @@ impl Validator {
             fetch,
             now: unix_now(),
             authority: rrsets(&response.authorities),
-            expiration: None,
+            expiration: Cell::new(None),
         };
         let verdict = check.response(qname, qtype, response).await;
-        let valid_for = check.expiration.map(|e| e.wrapping_sub(check.now));
+        let valid_for = check.expiration.get().map(|e| e.wrapping_sub(check.now));
         Validated { verdict, valid_for }
     }
 }
@@ -122,8 +123,9 @@ struct Check<'a, 'm, F> {
     /// Seconds since the epoch, mod 2^32 (RFC 4034 §3.1.5).
     now: u32,
     authority: Vec<RrSet<'m>>,
-    /// The earliest expiration of the signatures used.
-    expiration: Option<u32>,
+    /// The earliest expiration of the signatures used (a `Cell`: proofs
+    /// borrowed from the message are read while it is updated).
+    expiration: Cell<Option<u32>>,
 }
 
 impl<F: Fetch> Check<'_, '_, F> {
@@ -213,8 +215,8 @@ impl<F: Fetch> Check<'_, '_, F> {
     /// Proof that `sname`, answered from the wildcard below `parent`, has
     /// no records of its own.
     fn wildcard(&mut self, zone: &Zone, sname: &Name, parent: &Name) -> Verdict {
-        let (denial, _) = match verified_denial(&zone.apex, &zone.keys, &self.authority, self.now) {
-            Ok(found) => found,
+        let denial = match self.proofs(zone) {
+            Ok(denial) => denial,
             Err(failure) => return Verdict::Bogus(failure),
         };
         self.proof(denial.wildcard_answer(sname, parent), sname)
@@ -239,8 +241,8 @@ impl<F: Fetch> Check<'_, '_, F> {
             Status::Secure(zone) => zone,
             status => return verdict_of(status),
         };
-        let (denial, _) = match verified_denial(&zone.apex, &zone.keys, &self.authority, self.now) {
-            Ok(found) => found,
+        let denial = match self.proofs(&zone) {
+            Ok(denial) => denial,
             Err(failure) => return Verdict::Bogus(failure),
         };
         let proof = if rcode == ResponseCode::NXDomain {
@@ -249,6 +251,16 @@ impl<F: Fetch> Check<'_, '_, F> {
             denial.nodata(sname, qtype)
         };
         self.proof(proof, sname)
+    }
+
+    /// The proofs `zone` signed in the authority section; their signatures
+    /// bound the answer's lifetime like any other.
+    fn proofs(&self, zone: &Zone) -> Result<Denial<'_>, Failure> {
+        let proofs = verified_denial(&zone.apex, &zone.keys, &self.authority, self.now)?;
+        if let Some(signed) = proofs.expiration {
+            self.used(signed);
+        }
+        Ok(proofs.denial)
     }
 
     fn proof(&self, proof: Proof, sname: &Name) -> Verdict {
@@ -263,13 +275,13 @@ impl<F: Fetch> Check<'_, '_, F> {
         }
     }
 
-    fn used(&mut self, signed: Signed) {
-        let now = self.now;
-        let left = |e: u32| e.wrapping_sub(now);
-        self.expiration = Some(match self.expiration {
-            Some(e) if left(e) <= left(signed.expiration) => e,
+    fn used(&self, signed: Signed) {
+        let left = |expiration: u32| expiration.wrapping_sub(self.now);
+        let earliest = match self.expiration.get() {
+            Some(first) if left(first) <= left(signed.expiration) => first,
             _ => signed.expiration,
-        });
+        };
+        self.expiration.set(Some(earliest));
     }
 }
 

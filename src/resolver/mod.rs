@@ -324,8 +324,10 @@ impl Resolver {
                             deadline,
                             counters: &self.metrics.dnssec,
                         };
-                        secure::judge(validator, &fetch, query, exchange.reply.answer)
+                        let judged = secure::judge(validator, &fetch, query, exchange.reply.answer);
+                        tokio::time::timeout_at(deadline.into(), judged)
                             .await
+                            .unwrap_or_else(|_elapsed| secure::out_of_time(query))
                             .ok_or(ResolveError::Unreachable)?
                     }
                     None => exchange.reply.answer,

@@ -117,6 +117,12 @@ fn for_client(
     Some(answer)
 }
 
+/// SERVFAIL for `query` when validation ran out of the query's time.
+pub fn out_of_time(query: &Query<'_>) -> Option<Answer> {
+    let reason = "DS and DNSKEY fetches did not finish within the timeout";
+    Answer::servfail(query.question(), (ede::NO_REACHABLE_AUTHORITY, reason)).ok()
+}
+
 /// SERVFAIL for `query`, the EDE saying what failed and where.
 fn servfail(query: &Query<'_>, failure: &Failure) -> Option<Answer> {
     let text = failure.to_string();
