@@ -53,3 +53,6 @@ mod dnssec;
 
 // Against a real unbound DoT server started by .ci/run (ignored by default).
 mod interop;
+
+// DNSSEC validation of a signed hierarchy served by nsd through a non-validating unbound (.ci/run).
+mod interop_dnssec;
