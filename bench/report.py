@@ -14,7 +14,8 @@ WORK holds what bench/run recorded:
 Phases: mem (memory fill, round 0), hit (saturation), lat (fixed rate; its
 percentiles in OUTPUT.lat, from --latencies), miss (fresh names, saturation).
 Every figure is the median over the rounds; ratios are medians of the
-per-round ratios (each round measures all resolvers back to back).
+per-round ratios (each round measures all resolvers back to back), and so
+are the differences of dotstub-dnssec (validating) over dotstub.
 Standard library only.
 """
 import json
@@ -27,10 +28,11 @@ from pathlib import Path
 
 START = "<!-- bench/run results: start -->"
 END = "<!-- bench/run results: end -->"
-PEERS_ORDER = ["responder", "dotstub", "unbound", "kresd", "stubby"]
+PEERS_ORDER = ["responder", "dotstub", "dotstub-dnssec", "unbound", "kresd", "stubby"]
 NAMES = {
     "responder": "bare UDP responder (ceiling)",
     "dotstub": "dotstub",
+    "dotstub-dnssec": "dotstub, validating",
     "unbound": "Unbound",
     "kresd": "Knot Resolver",
     "stubby": "Stubby",
@@ -135,6 +137,14 @@ def round_ratio(runs, phase, a, b, key):
     )
 
 
+def round_diff(runs, phase, a, b, key):
+    """Median over rounds of a's figure minus b's in the same round."""
+    by_round = {r["round"]: r[key] for r in runs.get((phase, b), [])}
+    return median(
+        [r[key] - by_round[r["round"]] for r in runs.get((phase, a), []) if r["round"] in by_round]
+    )
+
+
 def f_int(v):
     return "–" if math.isnan(v) else f"{v:,.0f}"
 
@@ -205,7 +215,10 @@ def render(meta, runs, rss, resolvers):
             w(f"| {NAMES[res]} | {f_ratio(round_ratio(runs, 'hit', res, 'responder', 'qps'))} "
               f"| {f_ratio(round_ratio(runs, 'hit', res, 'responder', 'cpu_us'))} |")
 
-    peers = [r for r in resolvers if r not in ("dotstub", "responder")]
+    if "dotstub" in resolvers and "dotstub-dnssec" in resolvers:
+        render_dnssec(w, meta, runs, rss)
+
+    peers = [r for r in resolvers if r not in ("dotstub", "dotstub-dnssec", "responder")]
     if "dotstub" in resolvers and peers:
         w("\ndotstub ÷ peer (QPS: above 1 is better for dotstub; CPU, latency and RSS: "
           "below 1 is better):\n")
@@ -251,6 +264,8 @@ def render(meta, runs, rss, resolvers):
                     codes[code] += n
         if codes:
             odd.append(f"{NAMES[res]} {phase}: " + ", ".join(f"{c} {n}" for c, n in codes.items()))
+    if "dnssec_check" in meta:
+        w(f"- DNSSEC, dotstub-dnssec at set-up: {meta['dnssec_check']}.")
     w("- Answers other than NOERROR: " + ("; ".join(odd) if odd else "none") + ".")
     lost = [f"{NAMES[res]} {phase} {total(runs, phase, res, 'lost')}"
             for (phase, res) in sorted(runs) if total(runs, phase, res, "lost")]
@@ -259,6 +274,37 @@ def render(meta, runs, rss, resolvers):
         f"{NAMES[r]} {f_num(fig(runs, 'miss', r, 'runtime'))}" for r in resolvers if r != "responder")
       + ".")
     return "\n".join(out) + "\n"
+
+
+def render_dnssec(w, meta, runs, rss):
+    """What validating costs dotstub: dotstub-dnssec beside dotstub."""
+    a, b = "dotstub-dnssec", "dotstub"
+    mem_k = int(meta["mem_n"]) // 1000
+    w("\nDNSSEC validation: the same dotstub with `validate = true` (trust anchor: the DS of "
+      "bench.test.'s key, so its DNSKEY is fetched once and then comes from the key cache) "
+      "beside `validate = false`; the difference is per answer, median of the per-round "
+      "differences:\n")
+    w("| figure | dotstub | dotstub, validating | difference | ratio |")
+    w("| --- | ---: | ---: | ---: | ---: |")
+
+    def row(label, phase, key, fmt=f_num):
+        w(f"| {label} | {fmt(fig(runs, phase, b, key))} | {fmt(fig(runs, phase, a, key))} "
+          f"| {fmt(round_diff(runs, phase, a, b, key))} "
+          f"| {f_ratio(round_ratio(runs, phase, a, b, key))} |")
+
+    row("miss CPU µs/q, saturation", "miss", "cpu_us")
+    row("miss CPU µs/q, memory fill (`-Q 10000`)", "mem", "cpu_us")
+    row("miss QPS, saturation", "miss", "qps", f_int)
+    row("upstream CPU µs/miss", "miss", "up_us")
+    row("hit CPU µs/q, saturation", "hit", "cpu_us")
+    rss_a, rss_b = rss[a].get("after", math.nan), rss[b].get("after", math.nan)
+    w(f"| RSS MiB after {mem_k}k | {f_num(rss_b)} | {f_num(rss_a)} | {f_num(rss_a - rss_b)} "
+      f"| {f_ratio(rss_a / rss_b if rss_b else math.nan)} |")
+    w(f"\n**Validation cost per miss: {f_num(round_diff(runs, 'miss', a, b, 'cpu_us'))} µs "
+      f"of dotstub CPU (dotstub-dnssec − dotstub, at saturation), ratio "
+      f"{f_ratio(round_ratio(runs, 'miss', a, b, 'cpu_us'))}.** It includes asking with DO=1 "
+      "and reading the larger signed answer over TLS, checking one ECDSA P-256 RRSIG, and "
+      "removing the RRSIG for dnsperf, which does not set DO.")
 
 
 def render_rounds(meta, runs, rss, resolvers):
