@@ -18,7 +18,9 @@
 //!
 //! [`config`] reads and checks the TOML file; [`metrics`] counts what
 //! happens. [`Server`] wires it all together; [`lookup`] resolves one
-//! question the same way for `dotstub query`.
+//! question the same way for `dotstub query`, and [`padding_probe`]
+//! measures padding policies against the upstreams for `dotstub padding
+//! probe`.
 
 #![deny(unsafe_code)]
 
@@ -29,6 +31,8 @@ pub mod listen;
 pub mod lookup;
 pub mod metrics;
 pub mod padding;
+pub mod padding_lab;
+pub mod padding_probe;
 pub mod resolver;
 pub mod upstream;
 pub mod wire;
@@ -41,7 +45,7 @@ use tracing::{info, warn};
 
 use crate::{
     cache::{Cache, Clock},
-    config::Config,
+    config::{Config, DnssecConfig},
     dnssec::Validator,
     listen::{BindError, Context, Listeners},
     metrics::Metrics,
@@ -165,6 +169,7 @@ impl Server {
             upstreams = self.config.upstreams.len(),
             policy = %self.config.forward.policy,
             padding = %self.config.padding,
+            dnssec = %DnssecSummary(&self.config.dnssec),
             "dotstub started"
         );
         self.warn_about_weak_settings();
@@ -191,8 +196,16 @@ impl Server {
 impl Server {
     /// Settings that weaken privacy are allowed, never silent.
     fn warn_about_weak_settings(&self) {
-        if self.config.padding == PaddingPolicy::None {
-            warn!("query padding is off: the length of each query shows the name asked");
+        let unpadded = self.config.upstreams.iter();
+        for upstream in unpadded.filter(|u| u.padding == PaddingPolicy::None) {
+            warn!(
+                upstream = %upstream.label,
+                "query padding is off for this upstream: the length of each query shows \
+                 the name asked"
+            );
+        }
+        if !self.config.dnssec.validate {
+            warn!("DNSSEC validation is off: answers are taken as the upstreams send them");
         }
         for address in self.local_addrs().iter().filter(|a| !a.ip().is_loopback()) {
             warn!(
@@ -200,6 +213,19 @@ impl Server {
                 "listening beyond loopback: anyone who can reach this address can use \
                  dotstub (it has no access control yet)"
             );
+        }
+    }
+}
+
+/// What the start-up line says of validation: off, or its trust anchors.
+struct DnssecSummary<'a>(&'a DnssecConfig);
+
+impl fmt::Display for DnssecSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.validate, &self.0.trust_anchor_file) {
+            (false, _) => f.write_str("off"),
+            (true, None) => f.write_str("validating from the root KSKs"),
+            (true, Some(file)) => write!(f, "validating from the anchors in {}", file.display()),
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct LookupReport {
     pub answer_len: usize,
     /// Whether the upstream padded its answer.
     pub answer_padded: bool,
+    /// The block the upstream pads its answers to, inferred from every
+    /// padded answer of this lookup (DNSSEC key fetches included).
+    pub answer_block: Option<usize>,
 }
 
 /// Resolves `name`/`qtype` through the upstreams of `config`.
@@ -71,7 +74,7 @@ pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupRe
         Validator::from_config(&config.dnssec),
         settings,
         Clock::system(),
-        metrics,
+        Arc::clone(&metrics),
     );
     let resolved = resolver.resolve(&query).await?;
     let mut out = vec![0u8; resolved.answer.max_client_len()];
@@ -99,9 +102,12 @@ pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupRe
             .map(|u| format!("{}, tls name {}", u.address, u.tls_name.to_str()))
             .unwrap_or_default(),
         rtt: resolved.rtt,
-        padding: config.padding,
+        padding: upstream.map_or(config.padding, |u| u.padding),
         answer_len: resolved.len,
         answer_padded: resolved.padded,
+        answer_block: metrics
+            .upstream(resolved.upstream)
+            .and_then(|counters| counters.answer_block()),
     })
 }
 
@@ -124,7 +130,7 @@ fn client_query(name: &str, qtype: &str) -> Result<Vec<u8>, LookupError> {
 }
 
 /// A mnemonic (`aaaa`, `MX`), `TYPE65`, or a number.
-fn parse_type(text: &str) -> Option<RecordType> {
+pub(crate) fn parse_type(text: &str) -> Option<RecordType> {
     let upper = text.to_ascii_uppercase();
     let number = upper.strip_prefix("TYPE").unwrap_or(&upper);
     number
@@ -220,16 +226,13 @@ impl LookupReport {
         writeln!(f, "\n;; UPSTREAM: {upstream} ({address})")?;
         writeln!(f, ";; RTT: {} msec", self.rtt.as_millis())?;
         writeln!(f, ";; QUERY PADDING: {}", self.padding)?;
-        let padded = if self.answer_padded {
-            "padded by the upstream"
-        } else {
-            "not padded"
-        };
-        write!(
-            f,
-            ";; ANSWER SIZE: {} octets on the wire, {padded}",
-            self.answer_len
-        )
+        let len = self.answer_len;
+        write!(f, ";; ANSWER SIZE: {len} octets on the wire, ")?;
+        match (self.answer_padded, self.answer_block) {
+            (false, _) => f.write_str("not padded"),
+            (true, Some(block)) => write!(f, "padded by the upstream to a multiple of {block}"),
+            (true, None) => f.write_str("padded by the upstream, to no common block"),
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 //! call the library, and turn the outcome into an exit code.
 //!
 //! Exit codes: 0 success; 1 dotstub could not run (an address could not be
-//! bound, TLS setup failed, a query got no answer); 2 the configuration or
-//! the command line was refused.
+//! bound, TLS setup failed, a query got no answer, a report or plot could
+//! not be written); 2 the configuration, the command line or an input
+//! trace (`padding eval`) was refused.
 
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -12,6 +13,9 @@ use dotstub::{
     ErrorChain, RunError, Server,
     config::{Config, ConfigError, LogLevel},
     lookup,
+    padding::PaddingPolicy,
+    padding_lab::{self, EvalRequest, PolicyPair, Settings},
+    padding_probe::{self, ProbeOptions},
 };
 
 /// A DNS-over-TLS privacy stub resolver.
@@ -47,6 +51,67 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+    /// Padding research: measure what padding policies cost and show.
+    Padding {
+        #[command(subcommand)]
+        command: PaddingCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PaddingCommand {
+    /// Measure padding policies on a trace of DNS transactions: what each
+    /// costs in octets (beta) and how much it still leaks (phi, distinct
+    /// size pairs, entropy, unique share). Formulas: docs/padding.md.
+    Eval(EvalArgs),
+    /// Send names through every configured upstream under each policy,
+    /// over real TLS, and report the query and answer sizes on the wire
+    /// (DNS and TLS records), the upstream's answer padding and the
+    /// round-trip times. Bypasses the cache: every name goes upstream.
+    Probe {
+        /// A padding policy to probe (repeat for more): none, block:N,
+        /// max:N, random:N or random-block:N:K. Default: none, block:128,
+        /// block:468, random:128, random-block:128:2 and max:1232.
+        #[arg(long = "policy", value_name = "POLICY")]
+        policies: Vec<PaddingPolicy>,
+        /// File of names, one per line (# starts a comment). Default: a
+        /// built-in sample of 16 names.
+        #[arg(long, value_name = "FILE")]
+        names: Option<PathBuf>,
+        /// Record type asked for every name.
+        #[arg(long = "type", default_value = "A", value_name = "TYPE")]
+        qtype: String,
+    },
+}
+
+/// Arguments of `dotstub padding eval`.
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// The trace: a CSV with the header qsize,rsize[,qopt,ropt], or a pcap
+    /// or pcapng capture of DNS over UDP and TCP port 53.
+    trace: PathBuf,
+    /// A policy pair QUERY[/RESPONSE] to measure (repeat for more), e.g.
+    /// none, block:128/468, max:1500/4096, random-block:128:2/468:1.
+    /// Default: a grid of RFC 8467's candidates.
+    #[arg(long = "policy", value_name = "QUERY[/RESPONSE]")]
+    policies: Vec<PolicyPair>,
+    /// Largest padded message in octets, queries and responses alike.
+    #[arg(long, default_value_t = 65_535, value_name = "OCTETS",
+          value_parser = clap::value_parser!(u16).range(512..))]
+    limit: u16,
+    /// Draws averaged for a random policy.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    runs: u32,
+    /// Seed of the first draw (draw k uses seed + k).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print a JSON array, one object per policy, instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also draw beta against phi and the padded size histograms into
+    /// this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 /// Exit code when dotstub could not run.
@@ -62,6 +127,17 @@ fn main() -> ExitCode {
             ref name,
             ref qtype,
         }) => query(&args, name, qtype),
+        Some(Command::Padding {
+            command:
+                PaddingCommand::Probe {
+                    ref policies,
+                    ref names,
+                    ref qtype,
+                },
+        }) => padding_probe(&args, policies, names.as_deref(), qtype),
+        Some(Command::Padding {
+            command: PaddingCommand::Eval(ref eval),
+        }) => padding_eval(eval),
         Some(Command::Run) | None => run(&args),
     }
 }
@@ -85,6 +161,65 @@ fn query(args: &Args, name: &str, qtype: &str) -> ExitCode {
     match runtime().block_on(lookup::lookup(&config, name, qtype)) {
         Ok(report) => {
             println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => report(&error, EXIT_FAILURE),
+    }
+}
+
+fn padding_eval(args: &EvalArgs) -> ExitCode {
+    let request = EvalRequest {
+        trace: args.trace.clone(),
+        policies: args.policies.clone(),
+        settings: Settings {
+            limit: usize::from(args.limit),
+            runs: std::num::NonZeroU32::new(args.runs).unwrap_or(Settings::default().runs),
+            seed: args.seed,
+        },
+        json: args.json,
+        plot: args.plot.clone(),
+    };
+    match padding_lab::run_eval(&request, &mut std::io::stdout().lock()) {
+        Ok(trace) => {
+            eprintln!(
+                "dotstub: {} transactions read from {} ({})",
+                trace.len(),
+                args.trace.display(),
+                trace.source()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) if error.is_bad_input() => report(&error, EXIT_CONFIG),
+        Err(error) => report(&error, EXIT_FAILURE),
+    }
+}
+
+fn padding_probe(
+    args: &Args,
+    policies: &[PaddingPolicy],
+    names: Option<&std::path::Path>,
+    qtype: &str,
+) -> ExitCode {
+    let config = match load(args) {
+        Ok(config) => config,
+        Err(error) => return report(&error, EXIT_CONFIG),
+    };
+    let names = match names.map(|path| (path, std::fs::read_to_string(path))) {
+        None => None,
+        Some((_, Ok(text))) => Some(text),
+        Some((path, Err(error))) => {
+            eprintln!("dotstub: cannot read {}: {error}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let options = match ProbeOptions::new(policies.to_vec(), names.as_deref(), qtype) {
+        Ok(options) => options,
+        Err(error) => return report(&error, EXIT_CONFIG),
+    };
+    init_logging(config.log);
+    match runtime().block_on(padding_probe::probe(&config, &options)) {
+        Ok(report) => {
+            print!("{report}");
             ExitCode::SUCCESS
         }
         Err(error) => report(&error, EXIT_FAILURE),

@@ -10,6 +10,8 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
+use crate::padding::RESPONSE_BLOCKS;
+
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -132,6 +134,39 @@ pub struct UpstreamCounters {
     pub resent: Counter,
     /// Answers that carried a Padding option.
     pub padded_answers: Counter,
+    /// Padded answers whose length (TCP prefix excluded) is a multiple of
+    /// the block of [`RESPONSE_BLOCKS`] at the same index: where one equals
+    /// `padded_answers`, every padded answer fits that block.
+    pub padded_answer_blocks: [Counter; RESPONSE_BLOCKS.len()],
+}
+
+impl UpstreamCounters {
+    /// Counts a padded answer `len` octets long.
+    pub fn record_padded_answer(&self, len: usize) {
+        self.padded_answers.inc();
+        for (block, counter) in RESPONSE_BLOCKS.iter().zip(&self.padded_answer_blocks) {
+            if len % block == 0 {
+                counter.inc();
+            }
+        }
+    }
+
+    /// The block the upstream pads its answers to: the greatest of
+    /// [`RESPONSE_BLOCKS`] dividing every padded answer so far (see
+    /// [`crate::padding::response_block`]); `None` before a padded answer, or when no block
+    /// fits them all (random or maximal padding, say).
+    pub fn answer_block(&self) -> Option<usize> {
+        let padded = self.padded_answers.get();
+        (padded > 0)
+            .then(|| {
+                RESPONSE_BLOCKS
+                    .iter()
+                    .zip(&self.padded_answer_blocks)
+                    .find(|(_, counter)| counter.get() == padded)
+                    .map(|(block, _)| *block)
+            })
+            .flatten()
+    }
 }
 
 /// Every counter of a running dotstub.
@@ -175,6 +210,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::padding::response_block;
 
     #[test]
     fn counters_count_per_upstream() {
@@ -186,5 +222,24 @@ mod tests {
         assert_eq!(metrics.upstream(0).unwrap().answers.get(), 0);
         assert_eq!(metrics.upstream(1).unwrap().label, "cloudflare");
         assert!(metrics.upstream(2).is_none());
+    }
+
+    #[test]
+    fn answer_block_agrees_with_response_block() {
+        let metrics = Metrics::new(["rig"]);
+        let upstream = metrics.upstream(0).unwrap();
+        assert_eq!(upstream.answer_block(), None);
+        for lengths in [&[468, 936][..], &[512], &[512, 640], &[100]] {
+            for &len in lengths {
+                upstream.record_padded_answer(len);
+            }
+            let all = [468, 936, 512, 512, 640, 100];
+            let seen = &all[..upstream.padded_answers.get() as usize];
+            assert_eq!(
+                upstream.answer_block(),
+                response_block(seen.iter().copied())
+            );
+        }
+        assert_eq!(upstream.answer_block(), None);
     }
 }

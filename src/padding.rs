@@ -6,11 +6,13 @@
 //! likely. The wire code draws one ([`PaddingPolicy::padding_for`]) and
 //! writes the option last; the padding evaluator reads the whole spread.
 //! No padded length goes beyond the limit the receiver advertised, nor
-//! below the message itself.
+//! below the message itself. [`PaddingPolicy::padding_from_os`] draws from
+//! the operating system's CSPRNG; [`response_block`] reads back the block
+//! a server padded its responses to.
 
-use std::{fmt, num::NonZeroU16, str::FromStr};
+use std::{convert::Infallible, fmt, num::NonZeroU16, str::FromStr};
 
-use rand::{Rng, RngExt};
+use rand::{Rng, RngExt, TryRng, rngs::SysRng};
 
 /// How messages are padded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +131,21 @@ impl PaddingPolicy {
         Some(spread.nth(index) - len)
     }
 
+    /// [`PaddingPolicy::padding_for`] with the operating system's CSPRNG
+    /// (RFC 8467 §4.3 asks for a cryptographically strong source: an
+    /// observer who could predict the draws could undo them). Should the OS
+    /// fail to give randomness, the largest outcome is used: more padding,
+    /// never less.
+    pub fn padding_from_os(&self, len: usize, limit: usize) -> Option<usize> {
+        let mut rng = OsRandom { failed: false };
+        let padding = self.padding_for(len, limit, &mut rng)?;
+        if !rng.failed {
+            return Some(padding);
+        }
+        let most = self.spread(len, limit)?.iter().max().unwrap_or(len);
+        Some(most - len)
+    }
+
     /// The most padding octets one message can get.
     pub fn max_padding(&self) -> usize {
         match *self {
@@ -147,6 +164,69 @@ impl PaddingPolicy {
     pub fn is_random(&self) -> bool {
         matches!(self, Self::Random(_) | Self::RandomBlock { .. })
     }
+}
+
+//---- Randomness ----
+
+/// The OS CSPRNG ([`SysRng`], getrandom) as an infallible generator that
+/// remembers a failure instead of panicking; a failed draw reads as zero.
+struct OsRandom {
+    failed: bool,
+}
+
+impl OsRandom {
+    fn or_fail<T: Default>(&mut self, drawn: Result<T, rand::rngs::SysError>) -> T {
+        drawn.unwrap_or_else(|_| {
+            self.failed = true;
+            T::default()
+        })
+    }
+}
+
+impl TryRng for OsRandom {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok(self.or_fail(SysRng.try_next_u32()))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.or_fail(SysRng.try_next_u64()))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        let filled = SysRng.try_fill_bytes(dst);
+        self.or_fail(filled);
+        Ok(())
+    }
+}
+
+//---- Response padding ----
+
+/// Blocks a server may pad its responses to, greatest first: RFC 8467
+/// §4.1 recommends 468; the others are the powers of two servers and
+/// proxies use.
+pub const RESPONSE_BLOCKS: [usize; 7] = [512, 468, 256, 128, 64, 32, 16];
+
+/// The greatest of [`RESPONSE_BLOCKS`] that divides every length in
+/// `padded` (lengths of padded responses, TCP length prefix excluded);
+/// `None` when there is none or no length at all. An inference: a few
+/// answers can make a 128-octet server look like a 512-octet one, until
+/// an answer of 640 octets says otherwise.
+pub fn response_block(padded: impl IntoIterator<Item = usize>) -> Option<usize> {
+    let mut divides = [true; RESPONSE_BLOCKS.len()];
+    let mut any = false;
+    for len in padded {
+        any = true;
+        for (block, divides) in RESPONSE_BLOCKS.iter().zip(divides.iter_mut()) {
+            *divides &= len % block == 0;
+        }
+    }
+    RESPONSE_BLOCKS
+        .iter()
+        .zip(divides)
+        .find(|(_, divides)| any && *divides)
+        .map(|(block, _)| *block)
 }
 
 /// A padding policy string that does not parse.
@@ -283,6 +363,29 @@ mod tests {
             PaddingPolicy::None.padding_for(40, 1232, &mut rand::rng()),
             None
         );
+    }
+
+    #[test]
+    fn os_randomness_stays_in_the_spread() {
+        let random = policy("random-block:64:3");
+        let mut seen = [false; 4];
+        for _ in 0..400 {
+            let padded = 70 + random.padding_from_os(70, 4096).unwrap();
+            seen[(padded - 128) / 64] = true;
+        }
+        assert_eq!(seen, [true; 4], "every outcome drawn in 400 tries");
+        assert_eq!(policy("block:128").padding_from_os(100, 1232), Some(28));
+        assert_eq!(PaddingPolicy::None.padding_from_os(100, 1232), None);
+    }
+
+    #[test]
+    fn response_block_is_the_greatest_common_candidate() {
+        assert_eq!(response_block([468, 936, 468]), Some(468));
+        assert_eq!(response_block([512]), Some(512));
+        assert_eq!(response_block([512, 640]), Some(128));
+        assert_eq!(response_block([1232]), Some(16));
+        assert_eq!(response_block([100, 468]), None);
+        assert_eq!(response_block([]), None);
     }
 
     #[test]

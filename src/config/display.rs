@@ -84,7 +84,12 @@ impl fmt::Display for UpstreamConfig {
         writeln!(f, "address = \"{}\"", self.address)?;
         writeln!(f, "tls_name = \"{}\"", self.tls_name.to_str())?;
         writeln!(f, "spki_pins = [{}]", quoted(self.spki_pins.iter()))?;
-        writeln!(f, "ca_file = {ca_file:?}")
+        writeln!(f, "ca_file = {ca_file:?}")?;
+        if self.padding_overridden {
+            writeln!(f, "padding = \"{}\"", self.padding)
+        } else {
+            writeln!(f, "padding = \"\" # [padding] queries: {}", self.padding)
+        }
     }
 }
 

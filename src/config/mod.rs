@@ -48,7 +48,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// The answer cache.
     pub cache: CacheConfig,
-    /// Padding of upstream queries.
+    /// Padding of upstream queries (`[padding] queries`), for every
+    /// upstream without a policy of its own.
     pub padding: PaddingPolicy,
     /// DNSSEC validation.
     pub dnssec: DnssecConfig,
@@ -140,6 +141,11 @@ pub struct UpstreamConfig {
     pub spki_pins: Vec<SpkiPin>,
     /// Trust roots for this upstream.
     pub roots: Roots,
+    /// Padding of the queries sent to it: its own `padding`, or
+    /// `[padding] queries` when it has none (RFC 8467 §4).
+    pub padding: PaddingPolicy,
+    /// Whether `padding` is the upstream's own rather than `[padding]`'s.
+    pub padding_overridden: bool,
 }
 
 /// Which roots a certificate chain must lead to.

@@ -194,6 +194,9 @@ pub(super) struct RawUpstream {
     pub spki_pins: Vec<Spanned<String>>,
     #[serde(default)]
     pub ca_file: Option<Spanned<String>>,
+    /// Empty or absent: `[padding] queries`.
+    #[serde(default)]
+    pub padding: Option<Spanned<String>>,
 }
 
 /// `[cache]`.

@@ -265,3 +265,24 @@ fn unreadable_file_is_a_read_error() {
     assert!(matches!(error, ConfigError::Read { .. }));
     assert!(error.to_string().contains("/nonexistent/dotstub.toml"));
 }
+
+#[test]
+fn upstream_padding_overrides_the_global_policy_and_is_checked() {
+    let text = format!(
+        "[padding]\nqueries = \"random-block:128:2\"\n{MINIMAL}padding = \"max:1500\"\n\
+         {MINIMAL}label = \"b\"\npadding = \"\"\n{MINIMAL}label = \"c\"\npadding = \"none\"\n"
+    );
+    let config = Config::from_toml(&text, "test.toml").unwrap();
+    let policies: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|u| u.padding.to_string())
+        .collect();
+    assert_eq!(policies, ["max:1500", "random-block:128:2", "none"]);
+    let again = Config::from_toml(&config.to_string(), "printed").unwrap();
+    assert_eq!(again.upstreams, config.upstreams);
+    let found = problems(&format!("{MINIMAL}padding = \"block:0\"\n"));
+    assert_eq!(found[0].key, "upstream[0].padding");
+    assert_eq!(found[0].position, Some((5, 11)));
+    assert!(found[0].message.contains("block:N"), "{}", found[0].message);
+}

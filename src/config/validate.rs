@@ -94,18 +94,10 @@ pub(super) fn validate(raw: RawConfig, text: &str, origin: &str) -> Result<Confi
     };
     let listen = check_listen(&mut checker, raw.listen);
     let forward = check_forward(&mut checker, raw.forward);
-    let upstreams = check_upstreams(&mut checker, raw.upstream);
+    let padding = check_padding(&mut checker, "padding.queries", &raw.padding.queries);
+    let upstreams = check_upstreams(&mut checker, raw.upstream, padding);
     let cache = check_cache(&mut checker, raw.cache);
     let dnssec = check_dnssec(&mut checker, raw.dnssec);
-    let padding = raw
-        .padding
-        .queries
-        .get_ref()
-        .parse::<PaddingPolicy>()
-        .unwrap_or_else(|err| {
-            checker.report("padding.queries", Some(&raw.padding.queries), err);
-            PaddingPolicy::default()
-        });
     if checker.problems.is_empty() {
         Ok(Config {
             origin: origin.to_owned(),
@@ -255,7 +247,21 @@ fn check_cache(checker: &mut Checker<'_>, raw: RawCache) -> CacheConfig {
     }
 }
 
-fn check_upstreams(checker: &mut Checker<'_>, raw: Vec<RawUpstream>) -> Vec<UpstreamConfig> {
+/// A padding policy (`key` names it in messages); the default when wrong.
+fn check_padding(checker: &mut Checker<'_>, key: &str, raw: &Spanned<String>) -> PaddingPolicy {
+    raw.get_ref()
+        .parse::<PaddingPolicy>()
+        .unwrap_or_else(|err| {
+            checker.report(key, Some(raw), err);
+            PaddingPolicy::default()
+        })
+}
+
+fn check_upstreams(
+    checker: &mut Checker<'_>,
+    raw: Vec<RawUpstream>,
+    padding: PaddingPolicy,
+) -> Vec<UpstreamConfig> {
     if raw.is_empty() {
         checker.report(
             "upstream",
@@ -268,7 +274,7 @@ fn check_upstreams(checker: &mut Checker<'_>, raw: Vec<RawUpstream>) -> Vec<Upst
     let mut upstreams = Vec::new();
     for (index, upstream) in raw.into_iter().enumerate() {
         let key = format!("upstream[{index}]");
-        if let Some(config) = check_upstream(checker, &key, upstream) {
+        if let Some(config) = check_upstream(checker, &key, upstream, padding) {
             if !labels.insert(config.label.clone()) {
                 checker.report(
                     &format!("{key}.label"),
@@ -289,6 +295,7 @@ fn check_upstream(
     checker: &mut Checker<'_>,
     key: &str,
     raw: RawUpstream,
+    global_padding: PaddingPolicy,
 ) -> Option<UpstreamConfig> {
     let address = parse_upstream_address(raw.address.get_ref());
     if address.is_none() {
@@ -331,6 +338,11 @@ fn check_upstream(
             .map_err(|message| checker.report(&format!("{key}.ca_file"), Some(path), message))
             .ok(),
     };
+    let own_padding = raw
+        .padding
+        .as_ref()
+        .filter(|policy| !policy.get_ref().is_empty())
+        .map(|policy| check_padding(checker, &format!("{key}.padding"), policy));
     let address = address?;
     let label = raw
         .label
@@ -341,6 +353,8 @@ fn check_upstream(
         tls_name: tls_name?,
         spki_pins,
         roots: roots?,
+        padding: own_padding.unwrap_or(global_padding),
+        padding_overridden: own_padding.is_some(),
     })
 }
 

@@ -64,7 +64,8 @@ pub enum Verdict {
     /// SERVFAIL with the failure's EDE.
     Bogus(Failure),
     /// A DS or DNSKEY fetch failed, so nothing could be decided: SERVFAIL
-    /// with EDE 22, and nothing cached.
+    /// with EDE 22, cached for a few seconds like an upstream's SERVFAIL;
+    /// the key cache keeps nothing of it, so the next query asks again.
     Indeterminate(Failure),
 }
 

@@ -30,11 +30,11 @@ use tokio_util::{
 };
 use tracing::{Instrument, debug, debug_span, trace};
 
-use super::{UpstreamError, connector::Connector};
+use super::{UpstreamError, connector::Connector, limit::PaddingLimit};
 use crate::{
     metrics::UpstreamCounters,
     padding::PaddingPolicy,
-    wire::{self, Answer, Header, UPSTREAM_UDP_SIZE, UpstreamEdns, UpstreamQuestion},
+    wire::{self, Answer, Header, UpstreamEdns, UpstreamQuestion},
 };
 
 /// Largest batch of queued queries written with one call.
@@ -47,8 +47,10 @@ pub(super) struct Settings {
     pub idle_timeout: Duration,
     /// Give up a TCP connect plus TLS handshake after this long.
     pub handshake_timeout: Duration,
-    /// Padding of every query.
+    /// Padding of every query: the upstream's own policy, or `[padding]`'s.
     pub padding: PaddingPolicy,
+    /// The upstream's advertised size, shared by its connections.
+    pub limit: Arc<PaddingLimit>,
     /// Queries in flight on one connection (`max_queries_per_connection`).
     pub max_queries: usize,
 }
@@ -80,6 +82,7 @@ struct Shared {
     state: Mutex<State>,
     counters: Arc<UpstreamCounters>,
     padding: PaddingPolicy,
+    limit: Arc<PaddingLimit>,
     /// Queries given up on, still unanswered, that make the connection stop
     /// taking new ones: an upstream that drops queries silently gets a
     /// fresh connection instead of a growing pile of reserved IDs.
@@ -132,6 +135,7 @@ impl Conn {
             state: Mutex::new(state),
             counters,
             padding: settings.padding,
+            limit: Arc::clone(&settings.limit),
             max_abandoned: settings.max_queries,
         });
         // Unbounded, yet bounded: every frame queued belongs to a query
@@ -174,12 +178,14 @@ impl Conn {
     }
 }
 
-/// Frames the upstream query: 2-octet length, then the message.
-fn encode(
+/// Frames the upstream query: 2-octet length, then the message, padded by
+/// `padding` (randomness from the OS) to at most `limit` octets.
+pub(super) fn encode(
     question: &UpstreamQuestion<'_>,
     id: u16,
     keepalive: bool,
     padding: &PaddingPolicy,
+    limit: usize,
 ) -> Vec<u8> {
     // Header, question, OPT (11), keepalive and padding option headers (8),
     // then at most the policy's largest padding.
@@ -190,7 +196,7 @@ fn encode(
         question,
         id,
         keepalive,
-        |len| padding.padding_for(len, usize::from(UPSTREAM_UDP_SIZE), &mut rand::rng()),
+        |len| padding.padding_from_os(len, limit),
         &mut frame[2..],
     )
     .expect("the frame is sized for the largest query the policy can make");
@@ -230,7 +236,8 @@ impl Shared {
                 break id;
             }
         };
-        let frame = encode(question, id, !state.sent_any, &self.padding);
+        let limit = self.limit.get();
+        let frame = encode(question, id, !state.sent_any, &self.padding, limit);
         frames.send(frame).map_err(|_| UpstreamError::Closed)?;
         state.sent_any = true;
         state.next_serial += 1;
@@ -274,7 +281,7 @@ impl Shared {
             Ok((answer, edns)) => {
                 counters.answers.inc();
                 if edns.padded {
-                    counters.padded_answers.inc();
+                    counters.record_padded_answer(frame.len());
                 }
                 let rtt = pending.sent_at.elapsed();
                 let _ = reply.send(Ok(Reply {
@@ -480,6 +487,7 @@ async fn read_answers(
             Ok(edns) => edns,
             Err(error) => return error,
         };
+        shared.limit.learn(edns.udp_size);
         match edns.keepalive {
             // RFC 7828 §3.3.2: 0 asks the client to close once its answers are in.
             Some(0) => shared.stop_taking_queries(),

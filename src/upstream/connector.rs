@@ -10,7 +10,10 @@ use rustls::{
     pki_types::ServerName,
     version::{TLS12, TLS13},
 };
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
 use super::{SetupError, UpstreamError, pin::PinnedVerifier};
@@ -53,6 +56,15 @@ impl Connector {
     /// Connects and completes an authenticated handshake. Returns the
     /// stream and whether the session was resumed.
     pub(super) async fn connect(&self) -> Result<(TlsStream<TcpStream>, bool), UpstreamError> {
+        self.connect_over(|tcp| tcp).await
+    }
+
+    /// [`Connector::connect`], with TLS running over what `wrap` makes of
+    /// the TCP stream (the padding probe counts the octets of each record).
+    pub(super) async fn connect_over<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        wrap: impl FnOnce(TcpStream) -> S,
+    ) -> Result<(TlsStream<S>, bool), UpstreamError> {
         let tcp = TcpStream::connect(self.address)
             .await
             .map_err(|err| UpstreamError::Connect(Arc::new(err)))?;
@@ -60,7 +72,7 @@ impl Connector {
         tcp.set_nodelay(true)
             .map_err(|err| UpstreamError::Connect(Arc::new(err)))?;
         let stream = TlsConnector::from(Arc::clone(&self.tls))
-            .connect(self.server_name.clone(), tcp)
+            .connect(self.server_name.clone(), wrap(tcp))
             .await
             .map_err(|err| UpstreamError::Tls(Arc::new(err)))?;
         let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);

@@ -8,6 +8,10 @@
 //!   few connections (`conn`), opened on demand through its `connector`,
 //!   which checks the certificate chain, the name and the SPKI `pin`s.
 //! - `health` holds the backoff state machine.
+//! - `limit` keeps each upstream's advertised EDNS size, the bound of
+//!   query padding.
+//! - `probe` measures padding policies on the wire, for
+//!   [`crate::padding_probe`].
 //!
 //! Strict privacy: a query is written only on a connection whose handshake
 //! and authentication succeeded. There is no clear-text path at all.
@@ -15,15 +19,19 @@
 mod conn;
 mod connector;
 mod health;
+mod limit;
 mod pin;
 mod pool;
+mod probe;
 
 use std::{io, sync::Arc};
 
 pub use conn::Reply;
 pub use health::{FIRST_BACKOFF, Health, MAX_BACKOFF};
+pub use limit::{MIN_UPSTREAM_SIZE, PaddingLimit, UNKNOWN_UPSTREAM_SIZE};
 pub use pin::{BadPin, SpkiPin};
 pub use pool::{Exchange, Pool, use_lane};
+pub use probe::{ProbeConn, ProbeTarget, Records, Sample};
 
 /// Why an exchange with an upstream failed.
 #[derive(Debug, Clone, thiserror::Error)]

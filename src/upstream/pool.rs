@@ -24,6 +24,7 @@ use crate::{
     ErrorChain,
     config::{Config, SelectionPolicy},
     metrics::{Metrics, UpstreamCounters},
+    padding::PaddingPolicy,
     wire::UpstreamQuestion,
 };
 
@@ -72,10 +73,11 @@ impl Pool {
     pub fn new(config: &Config, metrics: &Metrics, key_log: bool) -> Result<Self, SetupError> {
         let workers = config.listen.addresses.len() * config.listen.udp_workers.get();
         let shutdown = CancellationToken::new();
-        let settings = Settings {
+        let settings = |padding| Settings {
             idle_timeout: config.forward.idle_timeout,
             handshake_timeout: config.forward.timeout,
-            padding: config.padding,
+            padding,
+            limit: Arc::default(),
             max_queries: config.forward.max_queries_per_connection.get(),
         };
         let per_upstream = config.forward.connections_per_upstream.get()
@@ -85,7 +87,7 @@ impl Pool {
             upstreams.push(Upstream {
                 label: upstream.label.clone(),
                 connector: Arc::new(Connector::new(upstream, &config.forward, key_log)?),
-                settings: settings.clone(),
+                settings: settings(upstream.padding),
                 lanes: Lane::split(config.forward.connections_per_upstream.get(), workers),
                 permits: Arc::new(Semaphore::new(per_upstream)),
                 health: Mutex::new(Health::Up),
@@ -104,6 +106,17 @@ impl Pool {
     /// The label of upstream `index`.
     pub fn label(&self, index: usize) -> &str {
         self.upstreams.get(index).map_or("", |u| u.label.as_str())
+    }
+
+    /// The padding policy of upstream `index`'s queries.
+    pub fn padding(&self, index: usize) -> Option<PaddingPolicy> {
+        self.upstreams.get(index).map(|u| u.settings.padding)
+    }
+
+    /// The largest padded query upstream `index` takes: what it advertised
+    /// in its last response, [`super::UNKNOWN_UPSTREAM_SIZE`] before one.
+    pub fn padding_limit(&self, index: usize) -> Option<usize> {
+        self.upstreams.get(index).map(|u| u.settings.limit.get())
     }
 
     /// The health of upstream `index`.

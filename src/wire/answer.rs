@@ -40,6 +40,9 @@ pub struct UpstreamEdns {
     pub keepalive: Option<u16>,
     /// Whether the response carried a Padding option (RFC 7830).
     pub padded: bool,
+    /// The UDP payload size the server advertised in its OPT record
+    /// (RFC 6891 §6.2.3); `None` when the response had no OPT record.
+    pub udp_size: Option<u16>,
 }
 
 /// An answer from upstream, ready to be written for any client that asked
@@ -86,7 +89,10 @@ impl Answer {
         HeaderMut::new(&mut message)?.set_arcount(before);
         let rcode = u16::from(opt.extended_rcode) << 4 | u16::from(header.rcode());
         let mut forwarded = Vec::new();
-        let mut edns = UpstreamEdns::default();
+        let mut edns = UpstreamEdns {
+            udp_size: Some(opt.udp_size),
+            ..UpstreamEdns::default()
+        };
         for (code, data) in opt.options() {
             match code {
                 option_code::EXTENDED_ERROR => {
@@ -452,7 +458,8 @@ mod tests {
             edns,
             UpstreamEdns {
                 keepalive: Some(50),
-                padded: true
+                padded: true,
+                udp_size: Some(1232),
             }
         );
         let client = query_bytes(NAME, 1, Some((1232, b"")));

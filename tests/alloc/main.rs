@@ -1,11 +1,13 @@
 //! The cache-hit path makes no heap allocation: 10,000 hits through the
 //! real UDP listener, after warm-up, while a counting global allocator
-//! counts every allocation in the process.
+//! counts every allocation in the process. Once for a plain answer, once
+//! for a secure one (dotstub validating, the client asking with DO=1 and
+//! getting AD=1 and the RRSIGs).
 //!
-//! This is a test binary of its own, with this one test, so nothing else
-//! allocates beside it: dotstub's runtimes and the in-process upstream sit
-//! idle while only hits flow, and the client thread reuses its buffers and
-//! is itself excluded from the count.
+//! This is a test binary of its own, so nothing else allocates beside
+//! it: its tests take turns (`alone`), dotstub's runtimes and the
+//! in-process upstream sit idle while only hits flow, and the client
+//! thread reuses its buffers and is itself excluded from the count.
 
 // Test code may panic on what cannot happen.
 #![allow(clippy::unwrap_used)]
@@ -18,12 +20,20 @@ mod support;
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     cell::Cell,
+    io::Write,
     net::UdpSocket,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
-use hickory_proto::{op::Message, rr::RecordType};
+use hickory_proto::{
+    op::Message,
+    rr::{RecordType, rdata::opt::EdnsOption},
+};
+use tempfile::NamedTempFile;
 
 use crate::support::{
     certs::TestPki,
@@ -31,6 +41,7 @@ use crate::support::{
     dot_upstream::{DotUpstream, Script},
     fixtures::expected_a,
     server::{Dotstub, Options, TLS_NAME, config_text, upstream_table},
+    signed::Hierarchy,
 };
 
 /// Hits measured after warm-up.
@@ -42,6 +53,15 @@ thread_local! {
 }
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Held by each test for its whole run: the count is process-wide, so a
+/// second test running beside the one measuring would be counted too.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn alone() -> MutexGuard<'static, ()> {
+    // A test that failed must not fail the other through poisoning.
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The system allocator, counting allocations.
 struct CountingAllocator;
@@ -86,14 +106,67 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn ten_thousand_cache_hits_allocate_nothing() {
+    let _alone = alone();
+    let query = client::query("hot.alloc.test.", RecordType::A);
+    let upstream_queries =
+        hits_allocate_nothing(Script::Answer, Options::default(), &query, |warm| {
+            assert_eq!(client::a_records(warm), [expected_a("hot.alloc.test")]);
+        });
+    assert_eq!(upstream_queries, 1, "one miss, then only hits");
+}
+
+#[test]
+fn ten_thousand_secure_cache_hits_allocate_nothing() {
+    let _alone = alone();
+    let hierarchy = Hierarchy::shared();
+    let mut anchor = NamedTempFile::new().unwrap();
+    anchor
+        .write_all(hierarchy.trust_anchor_text().as_bytes())
+        .unwrap();
+    let path = anchor.path().display().to_string();
+    let dnssec = format!("validate = true\ntrust_anchor_file = {path:?}");
+    let options = Options {
+        dnssec: Box::leak(dnssec.into_boxed_str()),
+        ..Options::default()
+    };
+    let mut query = client::query("www.ecdsap256.tld.", RecordType::A);
+    query.edns.as_mut().unwrap().set_dnssec_ok(true);
+    let upstream_queries = hits_allocate_nothing(hierarchy.script(), options, &query, |warm| {
+        assert!(warm.metadata.authentic_data, "AD=1: the answer is secure");
+        assert_eq!(client::a_records(warm).len(), 1);
+        let rrsigs = warm
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::RRSIG);
+        assert_eq!(rrsigs.count(), 1, "DO=1 gets the RRSIG");
+        let options = warm.edns.as_ref().unwrap().options().as_ref();
+        let ede = options
+            .iter()
+            .any(|(_, option)| matches!(option, EdnsOption::Unknown(15, _)));
+        assert!(!ede, "no Extended DNS Error on a secure answer");
+    });
+    assert!(
+        upstream_queries > 1,
+        "the miss fetched the chain of trust too ({upstream_queries} queries)"
+    );
+}
+
+/// Starts an upstream following `script` and dotstub configured by
+/// `options` in front of it, warms the cache with `query` over UDP, checks
+/// the warm reply with `check`, then asserts that 10,000 more replies are
+/// cache hits that allocate nothing and ask upstream nothing. Returns how
+/// many queries the upstream received in all.
+fn hits_allocate_nothing(
+    script: Script,
+    options: Options,
+    query: &Message,
+    check: impl FnOnce(&Message),
+) -> usize {
     let others = tokio::runtime::Runtime::new().unwrap();
     let pki = TestPki::new();
-    let upstream = others.block_on(DotUpstream::start(pki.leaf(TLS_NAME), Script::Answer));
+    let upstream = others.block_on(DotUpstream::start(pki.leaf(TLS_NAME), script));
     let dotstub_runtime = tokio::runtime::Runtime::new().unwrap();
-    let config = config_text(
-        &Options::default(),
-        &upstream_table("rig", upstream.addr(), &pki, ""),
-    );
+    let config = config_text(&options, &upstream_table("rig", upstream.addr(), &pki, ""));
     let dotstub = dotstub_runtime.block_on(async { Dotstub::start(&config) });
 
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -101,7 +174,7 @@ fn ten_thousand_cache_hits_allocate_nothing() {
         .set_read_timeout(Some(client::CLIENT_TIMEOUT))
         .unwrap();
     client.connect(dotstub.addr).unwrap();
-    let query = client::encode(&client::query("hot.alloc.test.", RecordType::A));
+    let query = client::encode(query);
     let mut reply = vec![0u8; 4096];
     let exchange = |reply: &mut [u8]| {
         client.send(&query).unwrap();
@@ -112,8 +185,8 @@ fn ten_thousand_cache_hits_allocate_nothing() {
         exchange(&mut reply);
     }
     let len = exchange(&mut reply);
-    let warm = Message::from_vec(&reply[..len]).unwrap();
-    assert_eq!(client::a_records(&warm), [expected_a("hot.alloc.test")]);
+    check(&Message::from_vec(&reply[..len]).unwrap());
+    let upstream_queries = upstream.received().len();
     let hits_before = dotstub.metrics.cache.hits.get();
     EXCLUDED.set(true);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
@@ -123,11 +196,12 @@ fn ten_thousand_cache_hits_allocate_nothing() {
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     EXCLUDED.set(false);
     assert_eq!(dotstub.metrics.cache.hits.get() - hits_before, HITS as u64);
-    assert_eq!(upstream.received().len(), 1, "one miss, then only hits");
+    assert_eq!(upstream.received().len(), upstream_queries, "only hits");
     assert_eq!(
         allocations, 0,
         "{allocations} heap allocations on the hit path"
     );
     drop(dotstub);
     dotstub_runtime.shutdown_timeout(Duration::from_secs(1));
+    upstream_queries
 }

@@ -3,23 +3,38 @@
 //! signed hierarchy (`support::signed`) as a resolver would with DO=1 and
 //! CD=1. Each case of `signed::CASES` must end in its rcode, AD bit and
 //! Extended DNS Error; clients without DO see no DNSSEC records; CD=1 gets
-//! the data unchecked; upstream queries ask for DO=1 and CD=1.
+//! the data unchecked; upstream queries ask for DO=1 and CD=1; a DS or
+//! DNSKEY fetch that times out fails with No Reachable Authority; a warm
+//! key cache asks upstream only the question; no TTL outlives the
+//! signatures it rests on.
 
 use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hickory_proto::dnssec::rdata::{DNSSECRData, RRSIG};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::{Record, RecordType};
+use hickory_proto::rr::{RData, Record, RecordType};
 use tempfile::NamedTempFile;
 
 use crate::support::{
     client::{self, Tcp},
+    dot_upstream::Script,
     server::{Harness, Options},
-    signed::{CASES, Case, Hierarchy, Verdict},
+    signed::{CASES, Case, Hierarchy, SHORT_LIFETIME, Verdict},
 };
 
 /// EDNS option code of Extended DNS Errors (RFC 8914).
 const EDE_OPTION: u16 = 15;
+
+/// 22: No Reachable Authority (RFC 8914 §4.23).
+const NO_REACHABLE_AUTHORITY: u16 = 22;
+
+/// `[forward] timeout_ms` of the fetch timeout tests: short, so a fetch
+/// that is never answered fails fast.
+const SHORT_TIMEOUT: Duration = Duration::from_millis(500);
+/// [`SHORT_TIMEOUT`] as the `[forward]` line that sets it.
+const SHORT_TIMEOUT_LINE: &str = "timeout_ms = 500";
 
 /// dotstub validating with an anchor file, in front of the hierarchy.
 struct Validating {
@@ -35,15 +50,26 @@ impl Validating {
     }
 
     async fn with_anchor(text: &str) -> Validating {
+        Self::with(Hierarchy::shared().script(), text, "").await
+    }
+
+    /// Anchored on the root's DS, in front of an upstream following
+    /// `script`, with `forward` as the `[forward]` lines.
+    async fn with_script(script: Script, forward: &'static str) -> Validating {
+        Self::with(script, &Hierarchy::shared().trust_anchor_text(), forward).await
+    }
+
+    async fn with(script: Script, anchor_text: &str, forward: &'static str) -> Validating {
         let mut anchor = NamedTempFile::new().unwrap();
-        anchor.write_all(text.as_bytes()).unwrap();
+        anchor.write_all(anchor_text.as_bytes()).unwrap();
         let path = anchor.path().display().to_string();
         let dnssec = format!("validate = true\ntrust_anchor_file = {path:?}");
         let options = Options {
             dnssec: Box::leak(dnssec.into_boxed_str()),
+            forward,
             ..Options::default()
         };
-        let rig = Harness::with(Hierarchy::shared().script(), options).await;
+        let rig = Harness::with(script, options).await;
         Validating {
             rig,
             _anchor: anchor,
@@ -55,6 +81,35 @@ impl Validating {
         let mut tcp = Tcp::connect(self.rig.dotstub.addr).await;
         tcp.send(query).await;
         tcp.recv().await
+    }
+
+    /// The questions the upstream received, from the `since`th on, names
+    /// lowercase.
+    fn upstream_questions(&self, since: usize) -> Vec<(String, RecordType)> {
+        let received = self.rig.upstream.received();
+        let question = |message: &Message| {
+            let question = &message.queries[0];
+            let name = question.name().to_lowercase().to_ascii();
+            (name, question.query_type())
+        };
+        received[since..]
+            .iter()
+            .map(|query| question(query.message.as_ref().unwrap()))
+            .collect()
+    }
+
+    /// Whether the upstream received `qname`/`qtype`, from the `since`th
+    /// query on.
+    fn asked_upstream(&self, since: usize, qname: &str, qtype: RecordType) -> bool {
+        let wanted = (qname.to_owned(), qtype);
+        self.upstream_questions(since).contains(&wanted)
+    }
+
+    /// Asks and measures how long the reply took.
+    async fn ask_timed(&self, query: &Message) -> (Message, Duration) {
+        let started = Instant::now();
+        let reply = self.ask(query).await;
+        (reply, started.elapsed())
     }
 }
 
@@ -191,7 +246,182 @@ async fn dnskey_trust_anchor_works_like_a_ds_anchor() {
     assert_eq!(mismatch(case, &reply), None);
 }
 
+#[tokio::test]
+async fn ds_fetch_that_times_out_fails_with_no_reachable_authority() {
+    let hierarchy = Hierarchy::shared();
+    let script = hierarchy.script_silent_on("ecdsap256.tld.", RecordType::DS);
+    let dotstub = Validating::with_script(script, SHORT_TIMEOUT_LINE).await;
+    let (reply, took) = dotstub.ask_timed(&dnssec_query("www.ecdsap256.tld.")).await;
+    assert_unreachable(&reply, "ecdsap256.tld", took);
+    let silenced = dotstub.asked_upstream(0, "ecdsap256.tld.", RecordType::DS);
+    assert!(silenced, "the DS query was sent and left unanswered");
+    // The validator does not remember the failure: once the upstream
+    // answers, the DS is asked again and another name of the zone (not in
+    // the answer cache) validates.
+    dotstub.rig.upstream.set_script(hierarchy.script());
+    let before = dotstub.rig.upstream.received().len();
+    let mut query = client::query("www.ecdsap256.tld.", RecordType::TXT);
+    query.edns.as_mut().unwrap().set_dnssec_ok(true);
+    let again = dotstub.ask(&query).await;
+    assert_eq!(again.metadata.response_code, ResponseCode::NoError);
+    assert!(again.metadata.authentic_data, "secure once reachable");
+    let asked_again = dotstub.asked_upstream(before, "ecdsap256.tld.", RecordType::DS);
+    assert!(asked_again, "the DS is fetched again");
+}
+
+#[tokio::test]
+async fn dnskey_fetch_that_times_out_fails_with_no_reachable_authority() {
+    let hierarchy = Hierarchy::shared();
+    let script = hierarchy.script_silent_on("ed25519.tld.", RecordType::DNSKEY);
+    let dotstub = Validating::with_script(script, SHORT_TIMEOUT_LINE).await;
+    let (reply, took) = dotstub.ask_timed(&dnssec_query("www.ed25519.tld.")).await;
+    assert_unreachable(&reply, "ed25519.tld", took);
+    let silenced = dotstub.asked_upstream(0, "ed25519.tld.", RecordType::DNSKEY);
+    assert!(silenced, "the DNSKEY query was sent and left unanswered");
+    // A zone whose keys do come is unaffected.
+    let other = dotstub.ask(&dnssec_query("www.ecdsap256.tld.")).await;
+    assert!(other.metadata.authentic_data);
+}
+
+#[tokio::test]
+async fn warm_key_cache_asks_upstream_only_the_question() {
+    let dotstub = Validating::start().await;
+    let first = dotstub.ask(&dnssec_query("www.nsec.tld.")).await;
+    assert!(
+        first.metadata.authentic_data,
+        "the zone's keys are now known"
+    );
+    let others = [
+        ("nx.nsec.tld.", RecordType::A),
+        ("x.w.nsec.tld.", RecordType::A),
+        ("www.nsec.tld.", RecordType::TXT),
+        ("ent.nsec.tld.", RecordType::A),
+    ];
+    for (qname, qtype) in others {
+        let before = dotstub.rig.upstream.received().len();
+        let mut query = client::query(qname, qtype);
+        query.edns.as_mut().unwrap().set_dnssec_ok(true);
+        let reply = dotstub.ask(&query).await;
+        assert!(reply.metadata.authentic_data, "{qname} {qtype}: secure");
+        let sent = dotstub.upstream_questions(before);
+        assert_eq!(
+            sent,
+            [(qname.to_owned(), qtype)],
+            "{qname} {qtype}: only the question goes upstream"
+        );
+    }
+}
+
+#[tokio::test]
+async fn secure_answer_ttls_never_outlive_their_signatures() {
+    let dotstub = Validating::start().await;
+    let failures = ttls_past_signatures(&dotstub, |case| {
+        case.rcode == ResponseCode::NoError && case.qtype == RecordType::A
+    })
+    .await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn secure_denial_ttls_never_outlive_their_signatures() {
+    // NXDOMAIN and NODATA rest on NSEC signatures just as data rests on
+    // its own: the SOA and NSEC TTLs (the negative cache time) must not
+    // outlast them (RFC 4035 §5.3.3; RFC 2308 §5 takes the SOA's TTL).
+    let dotstub = Validating::start().await;
+    let failures = ttls_past_signatures(&dotstub, |case| {
+        case.rcode == ResponseCode::NXDomain || case.qtype == RecordType::TXT
+    })
+    .await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 //---- Helpers ----
+
+/// Every record TTL, in replies to the `short-lived.tld.` cases that
+/// `pick` chooses, that is longer than what is left of the signatures:
+/// fresh from upstream, again from the cache, and without DO.
+async fn ttls_past_signatures(dotstub: &Validating, pick: impl Fn(&Case) -> bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    let cases = CASES
+        .iter()
+        .filter(|case| case.qname.ends_with("short-lived.tld.") && pick(case));
+    let mut picked = 0;
+    for case in cases {
+        picked += 1;
+        for round in ["upstream", "cache"] {
+            let reply = dotstub.ask(&with_do(case)).await;
+            if let Some(why) = mismatch(case, &reply) {
+                failures.push(format!("{case} ({round}): {why}"));
+                continue;
+            }
+            // dotstub and this test read the clock in whole seconds, maybe
+            // either side of a second's boundary: one second of slack.
+            let left = signature_time_left(&reply).map_or(SHORT_LIFETIME, |left| left + 1);
+            let left = left.min(SHORT_LIFETIME);
+            for record in records(&reply).filter(|record| record.ttl > left) {
+                failures.push(format!(
+                    "{case} ({round}): {} {} TTL {} > {left} s of signature left",
+                    record.name,
+                    record.record_type(),
+                    record.ttl
+                ));
+            }
+        }
+        let plain = dotstub.ask(&client::query(case.qname, case.qtype)).await;
+        for record in records(&plain).filter(|record| record.ttl > SHORT_LIFETIME) {
+            failures.push(format!(
+                "{case} (without DO): {} {} TTL {} > {SHORT_LIFETIME}",
+                record.name,
+                record.record_type(),
+                record.ttl
+            ));
+        }
+    }
+    assert!(picked >= 2, "only {picked} short-lived cases");
+    failures
+}
+
+/// An A query for `qname` with DO=1.
+fn dnssec_query(qname: &str) -> Message {
+    let mut query = client::query(qname, RecordType::A);
+    query.edns.as_mut().unwrap().set_dnssec_ok(true);
+    query
+}
+
+/// A SERVFAIL with EDE 22 naming `culprit`, in time: dotstub replies
+/// within `forward.timeout_ms` (a little more for the reply to travel).
+fn assert_unreachable(reply: &Message, culprit: &str, took: Duration) {
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    assert!(!reply.metadata.authentic_data);
+    assert!(reply.answers.is_empty());
+    let (code, text) = extended_error(reply).expect("an Extended DNS Error");
+    assert_eq!(code, NO_REACHABLE_AUTHORITY, "EDE {code} ({text})");
+    assert!(text.contains(culprit), "EDE text {text:?} names {culprit}");
+    let slack = Duration::from_millis(300);
+    assert!(
+        took <= SHORT_TIMEOUT + slack,
+        "the reply took {took:?}, the timeout is {SHORT_TIMEOUT:?}"
+    );
+}
+
+/// Seconds until the first RRSIG in `reply` expires.
+fn signature_time_left(reply: &Message) -> Option<u32> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let now = u32::try_from(now.as_secs()).unwrap();
+    reply
+        .all_sections()
+        .filter_map(|record| match &record.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) => Some(rrsig),
+            _ => None,
+        })
+        .map(|rrsig: &RRSIG| rrsig.input().sig_expiration.get().saturating_sub(now))
+        .min()
+}
+
+/// The records of the answer and authority sections.
+fn records(reply: &Message) -> impl Iterator<Item = &Record> {
+    reply.answers.iter().chain(&reply.authorities)
+}
 
 /// The case's query with DO=1.
 fn with_do(case: &Case) -> Message {

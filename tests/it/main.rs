@@ -24,8 +24,15 @@ mod listener;
 // Upstream connection pool: pipelining, IDs, keepalive, idle close, resumption, policy.
 mod pool;
 
-// EDNS(0) padding of upstream queries, none on local answers.
+// EDNS(0) padding of upstream queries (every policy, per upstream, the
+// limit), the upstream's answer padding, none on local answers.
 mod padding;
+
+// dotstub padding eval: the docs' worked example, captures against CSVs, plot, JSON, bad input.
+mod padding_eval;
+
+// `dotstub padding probe` against the test upstream: sizes on the wire.
+mod padding_probe;
 
 // Client EDNS: UDP size and truncation, Client Subnet, OPT, BADVERS.
 mod edns;

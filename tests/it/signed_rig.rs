@@ -8,14 +8,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use data_encoding::{BASE32_DNSSEC, BASE64};
 use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, NSEC, NSEC3, RRSIG};
-use hickory_proto::dnssec::{Algorithm, Nsec3HashAlgorithm, PublicKey, Verifier};
+use hickory_proto::dnssec::{Algorithm, DigestType, Nsec3HashAlgorithm, PublicKey, TBS, Verifier};
 use hickory_proto::op::{Edns, Message, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::support::{
     client,
+    dot_upstream::{Responder, Script},
     server::Harness,
-    signed::{CASES, Case, Hierarchy, Verdict, Zone, nsec3_owner},
+    signed::{CASES, Case, ED448, Hierarchy, SHORT_LIFETIME, TTL, Verdict, Zone, nsec3_owner},
 };
 
 //---- Signatures ----
@@ -77,6 +78,53 @@ fn faulty_signatures_fail_as_their_cases_say() {
     assert!(rrsigs(&stripped.answers).is_empty());
 }
 
+#[test]
+fn ed448_zone_signs_with_rfc_8080_keys_and_signatures() {
+    let keys = dnskeys("ed448.tld.");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].algorithm(), ED448);
+    assert_eq!(keys[0].public_key().public_bytes().len(), 57);
+    let response = ask("www.ed448.tld.", RecordType::A);
+    let (owner, rrsig) = rrsigs(&response.answers)[0];
+    assert_eq!(rrsig.input().algorithm, ED448);
+    assert_eq!(rrsig.sig().len(), 114);
+    verify(owner, rrsig, &response.answers).unwrap();
+    let mut flipped = response.answers.clone();
+    for record in &mut flipped {
+        if let RData::A(address) = &mut record.data {
+            address.0 = std::net::Ipv4Addr::new(192, 0, 2, 99);
+        }
+    }
+    assert!(
+        verify(owner, rrsig, &flipped).is_err(),
+        "an Ed448 signature over other data must fail"
+    );
+}
+
+#[test]
+fn short_lived_zone_signatures_expire_before_its_ttls() {
+    let now = now();
+    let mut checked = 0;
+    for (qname, qtype) in [
+        ("short-lived.tld.", RecordType::DNSKEY),
+        ("www.short-lived.tld.", RecordType::A),
+        ("nx.short-lived.tld.", RecordType::A),
+    ] {
+        let response = ask(qname, qtype);
+        for section in [&response.answers, &response.authorities] {
+            for (owner, rrsig) in rrsigs(section) {
+                verify(owner, rrsig, section).unwrap();
+                let left = rrsig.input().sig_expiration.get() - now;
+                assert!(left <= SHORT_LIFETIME, "{owner}: {left} s left");
+                assert_eq!(rrsig.input().original_ttl, TTL);
+                checked += 1;
+            }
+            assert!(section.iter().all(|record| record.ttl == TTL), "{qname}");
+        }
+    }
+    assert!(checked >= 4, "only {checked} signatures seen");
+}
+
 //---- Chain of trust ----
 
 #[test]
@@ -90,7 +138,7 @@ fn root_trust_anchor_matches_the_root_ksk() {
     else {
         panic!("not a DS: {line}");
     };
-    assert_eq!(ds.digest_type(), hickory_proto::dnssec::DigestType::SHA256);
+    assert_eq!(ds.digest_type(), DigestType::SHA256);
     let ksk = matching_key(&ds, &Name::root(), &root_keys).expect("the anchor names the root KSK");
     assert!(ksk.secure_entry_point());
     let line = hierarchy.trust_anchor_dnskey_text();
@@ -135,6 +183,13 @@ fn each_delegation_ds_matches_its_childs_ksk_or_fails_as_planned() {
                 assert!(!ds.is_empty() && matched == 0, "{apex}");
             }
             "unknown-digest.tld." => assert_eq!((ds.len(), matched), (2, 1)),
+            "unknown-digest-only.tld." => {
+                assert_eq!((ds.len(), matched), (1, 0));
+                let key = &keys[0];
+                assert_eq!(ds[0].digest_type(), DigestType::from(200));
+                assert_eq!(ds[0].algorithm(), key.algorithm(), "a known algorithm");
+                assert_eq!(ds[0].key_tag(), key.calculate_key_tag().unwrap());
+            }
             _ => assert_eq!((ds.len(), matched), (1, 1), "{apex}"),
         }
     }
@@ -354,6 +409,29 @@ fn chains_cross_zones_with_each_zones_signatures() {
     let (types, signed_by) = signers("cname-insecure.ecdsap256.tld.");
     assert_eq!(types, [CNAME, RRSIG, A]);
     assert_eq!(signed_by, ["ecdsap256.tld."]);
+    let (types, signed_by) = signers("two-hops.ecdsap256.tld.");
+    assert_eq!(types, [CNAME, RRSIG, CNAME, RRSIG, A, RRSIG]);
+    assert_eq!(
+        signed_by,
+        ["ecdsap256.tld.", "ed25519.tld.", "ecdsap256.tld."]
+    );
+    let (types, signed_by) = signers("www.dname-insecure.ecdsap256.tld.");
+    assert_eq!(types, [DNAME, RRSIG, CNAME, A], "the target is unsigned");
+    assert_eq!(signed_by, ["ecdsap256.tld."]);
+}
+
+#[test]
+fn silenced_queries_get_no_answer_and_others_do() {
+    let Script::Respond(Responder(respond)) =
+        Hierarchy::shared().script_silent_on("ECDSAP256.tld.", RecordType::DS)
+    else {
+        panic!("a responder script");
+    };
+    assert!(respond(&dnssec_query("ecdsap256.tld.", RecordType::DS)).is_none());
+    let other_type = respond(&dnssec_query("ecdsap256.tld.", RecordType::DNSKEY));
+    assert!(!other_type.unwrap().answers.is_empty());
+    let other_name = respond(&dnssec_query("ed25519.tld.", RecordType::DS));
+    assert!(!other_name.unwrap().answers.is_empty());
 }
 
 #[tokio::test]
@@ -464,8 +542,24 @@ fn verify(owner: &Name, rrsig: &RRSIG, section: &[Record]) -> Result<(), String>
     let covered = section
         .iter()
         .filter(|record| &record.name == owner && record.record_type() == input.type_covered);
+    if key.algorithm() == ED448 {
+        // hickory cannot verify Ed448; the TBS octets are the same.
+        let tbs = TBS::from_input(owner, DNSClass::IN, input, covered).unwrap();
+        let public = key.public_key().public_bytes();
+        return ed448_verifies(public, tbs.as_ref(), rrsig.sig())
+            .then_some(())
+            .ok_or_else(|| format!("{owner} {}: Ed448 signature fails", input.type_covered));
+    }
     key.verify_rrsig(owner, DNSClass::IN, rrsig, covered)
         .map_err(|err| format!("{owner} {}: {err}", input.type_covered))
+}
+
+/// RFC 8032 PureEdDSA Ed448, as RFC 8080 uses it.
+fn ed448_verifies(public: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    use ed448_goldilocks_plus::{Signature, VerifyingKey};
+    let key = VerifyingKey::from_bytes(public.try_into().unwrap()).unwrap();
+    let signature = Signature::from_bytes(signature.try_into().unwrap()).unwrap();
+    key.verify_raw(&signature, message).is_ok()
 }
 
 fn owner_hash(record: &Record, zone: &Zone) -> Vec<u8> {

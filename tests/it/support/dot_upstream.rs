@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hickory_proto::op::Message;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use rustls::ServerConfig;
 use rustls::server::ServerConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -62,18 +63,36 @@ pub enum Script {
     /// Accept TCP, then close it at once without a TLS handshake.
     RefuseTls,
     /// Answer each query with what the function returns, immediately
-    /// (`signed::Hierarchy::script`, say).
+    /// (`signed::Hierarchy::script`, say); when it returns `None`, read and
+    /// record the query and never answer it, as `Stall` does.
     Respond(Responder),
 }
 
-/// A function that answers a query, for [`Script::Respond`].
+/// A function that answers a query, or leaves it unanswered (`None`), for
+/// [`Script::Respond`].
 #[derive(Clone)]
-pub struct Responder(pub Arc<dyn Fn(&Message) -> Message + Send + Sync>);
+pub struct Responder(pub Arc<RespondFn>);
+
+/// What a [`Responder`] calls for each query.
+pub type RespondFn = dyn Fn(&Message) -> Option<Message> + Send + Sync;
 
 impl fmt::Debug for Responder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Responder(..)")
     }
+}
+
+/// How the upstream pads its responses (RFC 7830, RFC 8467 §4.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResponsePadding {
+    /// As `fixtures::encode_response`: to a multiple of 468 when the query
+    /// was padded.
+    #[default]
+    Fixture,
+    /// Never.
+    Off,
+    /// To a multiple of this many octets when the query was padded.
+    Block(usize),
 }
 
 /// One DNS message the upstream read.
@@ -99,6 +118,8 @@ pub struct DotUpstream {
 struct State {
     script: Script,
     keepalive: Option<Duration>,
+    /// The OPT record of responses, beyond the fixture's.
+    answer_opt: AnswerOpt,
     received: Vec<ReceivedQuery>,
     connections: usize,
     open: usize,
@@ -149,6 +170,17 @@ impl DotUpstream {
     /// edns-tcp-keepalive (RFC 7828) with this timeout, in units of 100 ms.
     pub fn set_keepalive(&self, timeout: Option<Duration>) {
         lock(&self.state).keepalive = timeout;
+    }
+
+    /// When `Some`, responses advertise this UDP payload size instead of
+    /// `fixtures::EDNS_PAYLOAD`.
+    pub fn set_udp_size(&self, size: Option<u16>) {
+        lock(&self.state).answer_opt.udp_size = size;
+    }
+
+    /// How responses to later queries are padded.
+    pub fn set_response_padding(&self, padding: ResponsePadding) {
+        lock(&self.state).answer_opt.padding = padding;
     }
 
     /// Every query message read so far, in arrival order.
@@ -357,16 +389,17 @@ impl Connection {
 
     fn on_query(&mut self, bytes: Vec<u8>) {
         let message = Message::from_vec(&bytes).ok();
-        let (script, keepalive) = {
+        let (script, keepalive, opt) = {
             let mut state = lock(&self.state);
             state.received.push(ReceivedQuery {
                 connection: self.index,
                 bytes: bytes.clone(),
                 message: message.clone(),
             });
-            (state.script.clone(), state.keepalive)
+            (state.script.clone(), state.keepalive, state.answer_opt)
         };
-        if let Some(reply) = reply_to(&script, message.as_ref(), &bytes, keepalive) {
+        let opt = AnswerOpt { keepalive, ..opt };
+        if let Some(reply) = reply_to(&script, message.as_ref(), &bytes, opt) {
             self.follow(script, message.as_ref(), reply);
         }
     }
@@ -450,17 +483,55 @@ fn reply_to(
     script: &Script,
     query: Option<&Message>,
     bytes: &[u8],
-    keepalive: Option<Duration>,
+    opt: AnswerOpt,
 ) -> Option<Vec<u8>> {
     let formerr = || fixtures::encode_response(fixtures::formerr_for(bytes)?, None, None);
     match query {
         Some(query) => {
             let answer = match script {
-                Script::Respond(Responder(respond)) => respond(query),
+                Script::Respond(Responder(respond)) => respond(query)?,
                 _ => fixtures::answer(query),
             };
-            fixtures::encode_response(answer, Some(query), keepalive).or_else(formerr)
+            opt.finish(answer, query).or_else(formerr)
         }
         None => formerr(),
+    }
+}
+
+/// What goes into the OPT record of a response, on top of the answer's own.
+#[derive(Clone, Copy, Debug, Default)]
+struct AnswerOpt {
+    keepalive: Option<Duration>,
+    udp_size: Option<u16>,
+    padding: ResponsePadding,
+}
+
+impl AnswerOpt {
+    /// Encodes `answer` to `query` with keepalive, UDP size and padding.
+    fn finish(self, mut answer: Message, query: &Message) -> Option<Vec<u8>> {
+        if let (Some(size), Some(edns)) = (self.udp_size, answer.edns.as_mut()) {
+            edns.set_max_payload(size);
+        }
+        let block = match self.padding {
+            ResponsePadding::Fixture => {
+                return fixtures::encode_response(answer, Some(query), self.keepalive);
+            }
+            ResponsePadding::Off => return fixtures::encode_response(answer, None, self.keepalive),
+            ResponsePadding::Block(block) => block,
+        };
+        let unpadded = fixtures::encode_response(answer, None, self.keepalive)?;
+        let query_edns = query.edns.as_ref();
+        if query_edns.is_none_or(|edns| edns.option(EdnsCode::Padding).is_none()) {
+            return Some(unpadded);
+        }
+        let mut message = Message::from_vec(&unpadded).ok()?;
+        let Some(edns) = message.edns.as_mut() else {
+            return Some(unpadded);
+        };
+        // The option's own 4-octet header counts towards the block too.
+        let fill = (block - (unpadded.len() + 4) % block) % block;
+        let option = EdnsOption::Unknown(fixtures::PADDING_OPTION, vec![0; fill]);
+        edns.options_mut().insert(option);
+        message.to_vec().ok()
     }
 }

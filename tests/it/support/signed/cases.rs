@@ -107,7 +107,8 @@ pub static CASES: &[Case] = &[
     Case::new("ECDSAP256SHA256 (13)", "www.ecdsap256.tld.", A),
     Case::new("ECDSAP384SHA384 (14)", "www.ecdsap384.tld.", A),
     Case::new("ED25519 (15)", "www.ed25519.tld.", A),
-    // TODO(#4): ED448 (16), once keys::KeyKind has it.
+    Case::new("ED448 (16)", "www.ed448.tld.", A),
+    Case::new("ED448 (16) denial", "nx.ed448.tld.", A).nxdomain(),
     Case::new("DNSKEY at an apex", "ecdsap256.tld.", DNSKEY),
     // NSEC denial.
     Case::new("NSEC NXDOMAIN", "nx.nsec.tld.", A).nxdomain(),
@@ -166,6 +167,12 @@ pub static CASES: &[Case] = &[
     Case::new("no DS, NSEC3 proof", "www.insecure.nsec3.tld.", A).insecure(),
     Case::new("DS of unknown algorithm only", "www.unknown-alg.tld.", A).insecure(),
     Case::new("extra DS of unknown digest", "www.unknown-digest.tld.", A),
+    Case::new(
+        "DS of unknown digest only",
+        "www.unknown-digest-only.tld.",
+        A,
+    )
+    .insecure(),
     // Chains.
     Case::new("CNAME secure to secure", "cname.ecdsap256.tld.", A),
     Case::new(
@@ -174,7 +181,23 @@ pub static CASES: &[Case] = &[
         A,
     )
     .insecure(),
+    Case::new(
+        "CNAME two hops across two secure zones",
+        "two-hops.ecdsap256.tld.",
+        A,
+    ),
     Case::new("DNAME, unsigned CNAME", "www.dname.ecdsap256.tld.", A),
+    Case::new(
+        "DNAME secure to insecure",
+        "www.dname-insecure.ecdsap256.tld.",
+        A,
+    )
+    .insecure(),
+    // Signatures expiring long before the TTLs (`SHORT_LIFETIME`).
+    Case::new("short-lived signatures", "www.short-lived.tld.", A),
+    Case::new("short-lived NXDOMAIN", "nx.short-lived.tld.", A).nxdomain(),
+    Case::new("short-lived NODATA", "www.short-lived.tld.", TXT),
+    Case::new("short-lived wildcard", "x.w.short-lived.tld.", A),
     // Bogus signatures.
     Case::new("corrupted signature", "corrupt.bogus.tld.", A)
         .bogus(DNSSEC_BOGUS, "corrupt.bogus.tld."),

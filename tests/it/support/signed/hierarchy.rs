@@ -16,7 +16,14 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::keys::{KeyKind, Role, ZoneKey};
-use super::zone::{Denial, Nsec3Params, SigTamper, Signing, TTL, Zone};
+use super::zone::{Denial, LIFETIME, Nsec3Params, SigTamper, Signing, TTL, Zone};
+
+/// Seconds from signing until every signature of `short-lived.tld.`
+/// expires, well under [`TTL`] and well over a test run: a validator must
+/// not let the zone's answers live longer than that (RFC 4035 §5.3.3).
+pub const SHORT_LIFETIME: u32 = 600;
+
+const _: () = assert!(SHORT_LIFETIME < TTL, "the TTLs must outlive the signatures");
 
 /// A fault the responder puts into answers for one query name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +56,9 @@ enum Link {
     UnknownAlgorithm,
     /// A good DS and one with an unassigned digest type (200): still secure.
     ExtraUnknownDigest,
+    /// Only a DS with an unassigned digest type (200) and the key's own
+    /// (known) algorithm: insecure (RFC 4035 §5.2, RFC 6840 §5.2).
+    OnlyUnknownDigest,
     /// A DS for a key the child does not publish.
     OtherKey,
     /// The right key tag and algorithm, a wrong digest.
@@ -129,6 +139,7 @@ impl Hierarchy {
                 zsk: Some(ZoneKey::generate(KeyKind::EcdsaP256, Role::Zsk)),
                 denial: Denial::Nsec,
                 tampers: Vec::new(),
+                lifetime: LIFETIME,
             }),
         );
         zones.insert(Name::root(), root);
@@ -161,11 +172,17 @@ fn tld_children() -> Vec<(&'static str, Zone, Link)> {
         ("rsasha512", KeyKind::RsaSha512, Denial::Nsec),
         ("ecdsap384", KeyKind::EcdsaP384, Denial::Nsec),
         ("ed25519", KeyKind::Ed25519, Denial::Nsec),
+        ("ed448", KeyKind::Ed448, Denial::Nsec),
     ];
     let mut children: Vec<(&str, Zone, Link)> = algorithms
         .into_iter()
         .map(|(label, kind, denial)| {
-            let zone = signed_zone(&apex(label), kind, denial, basic(label));
+            let mut records = basic(label);
+            if label == "ed25519" {
+                // The middle of the two-hop chain from ecdsap256.tld.
+                records.push(cname("hop.ed25519.tld.", "www.ecdsap256.tld."));
+            }
+            let zone = signed_zone(&apex(label), kind, denial, records);
             (label, zone, Link::Ds)
         })
         .collect();
@@ -187,11 +204,14 @@ fn tld_children() -> Vec<(&'static str, Zone, Link)> {
     ecdsa.extend([
         cname("cname.ecdsap256.tld.", "www.ed25519.tld."),
         cname("cname-insecure.ecdsap256.tld.", "www.insecure.tld."),
+        cname("two-hops.ecdsap256.tld.", "hop.ed25519.tld."),
         dname("dname.ecdsap256.tld.", "ed25519.tld."),
+        dname("dname-insecure.ecdsap256.tld.", "insecure.tld."),
     ]);
     let ecdsa = signed_zone("ecdsap256.tld.", KeyKind::EcdsaP256, Denial::Nsec, ecdsa);
     children.push(("ecdsap256", ecdsa, Link::Ds));
     children.push(("bogus", bogus_zone(), Link::Ds));
+    children.push(("short-lived", short_lived_zone(), Link::Ds));
     let plain = |label: &'static str, link: Link| {
         let zone = signed_zone(&apex(label), KeyKind::EcdsaP256, Denial::Nsec, basic(label));
         (label, zone, link)
@@ -199,6 +219,7 @@ fn tld_children() -> Vec<(&'static str, Zone, Link)> {
     children.extend([
         plain("unknown-alg", Link::UnknownAlgorithm),
         plain("unknown-digest", Link::ExtraUnknownDigest),
+        plain("unknown-digest-only", Link::OnlyUnknownDigest),
         plain("ds-mismatch", Link::OtherKey),
         plain("ds-bad-digest", Link::BadDigest),
         plain("stripped-ds", Link::Ds),
@@ -251,6 +272,24 @@ fn bogus_zone() -> Zone {
             zsk: None,
             denial: Denial::Nsec,
             tampers: names.into(),
+            lifetime: LIFETIME,
+        }),
+    )
+}
+
+/// `short-lived.tld.`: a denial zone whose signatures, DNSKEY and NSEC
+/// ones included, expire [`SHORT_LIFETIME`] seconds after signing while
+/// every TTL is [`TTL`].
+fn short_lived_zone() -> Zone {
+    Zone::build(
+        name_of("short-lived.tld."),
+        denial_records("short-lived"),
+        Some(Signing {
+            ksk: ZoneKey::generate(KeyKind::EcdsaP256, Role::Ksk),
+            zsk: None,
+            denial: Denial::Nsec,
+            tampers: Vec::new(),
+            lifetime: SHORT_LIFETIME,
         }),
     )
 }
@@ -263,6 +302,7 @@ fn signed_zone(apex: &str, kind: KeyKind, denial: Denial, records: Vec<Record>) 
         zsk: None,
         denial,
         tampers: Vec::new(),
+        lifetime: LIFETIME,
     };
     Zone::build(name_of(apex), records, Some(signing))
 }
@@ -300,6 +340,13 @@ fn delegation(child: &Zone, link: Link) -> Vec<Record> {
             let unknown = DigestType::from(UNASSIGNED);
             let odd = DS::new(ds.key_tag(), ds.algorithm(), unknown, vec![0x5a; 32]);
             vec![ds, odd]
+        }
+        Link::OnlyUnknownDigest => {
+            let ds = good();
+            let unknown = DigestType::from(UNASSIGNED);
+            // The SHA-256 digest, labelled with a type nobody knows.
+            let digest = ds.digest().to_vec();
+            vec![DS::new(ds.key_tag(), ds.algorithm(), unknown, digest)]
         }
         Link::OtherKey => vec![ds_for(
             apex,

@@ -4,6 +4,9 @@
 //! hickory signs only ECDSA and Ed25519 here: its RSA signer refuses SHA-1
 //! (algorithms 5 and 7) and ring refuses RSA moduli under 2048 bits, so
 //! every RSA key is the `rsa` crate's PKCS#1 v1.5 signer (RFC 3110, 5702).
+//! hickory knows nothing of Ed448 (it reads algorithm 16 as `Unknown(16)`),
+//! so Ed448 keys are ed448-goldilocks-plus's, the crate dotstub verifies
+//! with (RFC 8080).
 
 use hickory_proto::dnssec::{
     Algorithm, PublicKeyBuf, SigningKey, TBS, Verifier,
@@ -26,11 +29,13 @@ const RSA_BITS: usize = 1024;
 const ZONE: u16 = 0x0100;
 const SEP: u16 = 0x0001;
 
+/// ED448 (RFC 8080), which hickory has no name for.
+pub const ED448: Algorithm = Algorithm::Unknown(16);
+
+/// Octets of an Ed448 private key (RFC 8032 §5.2.5).
+const ED448_SECRET_LEN: usize = 57;
+
 /// The DNSSEC algorithms the hierarchy signs with.
-// TODO(#4): ED448 (16). Add a variant here and its signer in
-// `ZoneKey::generate` once an Ed448 crate is a dev-dependency
-// (ed448-goldilocks 0.14 is the only one that signs); hickory cannot
-// verify 16, so its case would expect Insecure (RFC 4035 §5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
     /// RSASHA1 (5).
@@ -47,6 +52,8 @@ pub enum KeyKind {
     EcdsaP384,
     /// ED25519 (15).
     Ed25519,
+    /// ED448 (16).
+    Ed448,
 }
 
 impl KeyKind {
@@ -62,6 +69,7 @@ impl KeyKind {
             KeyKind::EcdsaP256 => Algorithm::ECDSAP256SHA256,
             KeyKind::EcdsaP384 => Algorithm::ECDSAP384SHA384,
             KeyKind::Ed25519 => Algorithm::ED25519,
+            KeyKind::Ed448 => ED448,
         }
     }
 }
@@ -87,6 +95,7 @@ enum Secret {
     RsaSha1(pkcs1v15::SigningKey<Sha1>),
     RsaSha256(pkcs1v15::SigningKey<Sha256>),
     RsaSha512(pkcs1v15::SigningKey<Sha512>),
+    Ed448(Box<ed448_goldilocks_plus::SigningKey>),
 }
 
 impl ZoneKey {
@@ -104,6 +113,7 @@ impl ZoneKey {
                 let pkcs8 = Ed25519SigningKey::generate_pkcs8().unwrap();
                 ring_key(Box::new(Ed25519SigningKey::from_pkcs8(&pkcs8).unwrap()))
             }
+            KeyKind::Ed448 => ed448_key(),
             KeyKind::RsaSha1
             | KeyKind::RsaSha1Nsec3Sha1
             | KeyKind::RsaSha256
@@ -144,6 +154,8 @@ impl ZoneKey {
             Secret::RsaSha1(key) => key.sign(tbs.as_ref()).to_vec(),
             Secret::RsaSha256(key) => key.sign(tbs.as_ref()).to_vec(),
             Secret::RsaSha512(key) => key.sign(tbs.as_ref()).to_vec(),
+            // PureEdDSA over the TBS octets, no context (RFC 8080 §4).
+            Secret::Ed448(key) => key.sign_raw(tbs.as_ref()).to_bytes().to_vec(),
         }
     }
 }
@@ -151,6 +163,16 @@ impl ZoneKey {
 fn ring_key(key: Box<dyn SigningKey>) -> (Vec<u8>, Secret) {
     let public = key.to_public_key().unwrap().into_inner();
     (public, Secret::Ring(key))
+}
+
+/// A key from 57 random octets; the DNSKEY public key field is the
+/// 57-octet encoded point (RFC 8080 §3).
+fn ed448_key() -> (Vec<u8>, Secret) {
+    let mut secret = [0; ED448_SECRET_LEN];
+    rand::fill(&mut secret[..]);
+    let key = ed448_goldilocks_plus::SigningKey::try_from(&secret[..]).unwrap();
+    let public = key.verifying_key().to_bytes().to_vec();
+    (public, Secret::Ed448(Box::new(key)))
 }
 
 fn rsa_key(kind: KeyKind) -> (Vec<u8>, Secret) {

@@ -20,7 +20,22 @@ const MAX_CHAIN: usize = 8;
 impl Hierarchy {
     /// A `DotUpstream` script that answers every query from `self`.
     pub fn script(&'static self) -> Script {
-        Script::Respond(Responder(Arc::new(move |query| self.answer(query))))
+        Script::Respond(Responder(Arc::new(move |query| Some(self.answer(query)))))
+    }
+
+    /// Like [`Hierarchy::script`], except that queries for `qname`/`qtype`
+    /// (any letter case) are read and never answered: a DS or DNSKEY
+    /// fetch that can only time out.
+    pub fn script_silent_on(&'static self, qname: &str, qtype: RecordType) -> Script {
+        let silenced = Name::from_ascii(qname)
+            .expect("a valid test name")
+            .to_lowercase();
+        Script::Respond(Responder(Arc::new(move |query| {
+            let silent = query.queries.first().is_some_and(|asked| {
+                asked.query_type() == qtype && asked.name().to_lowercase() == silenced
+            });
+            (!silent).then(|| self.answer(query))
+        })))
     }
 
     /// The response to `query`: QR, RA, the ID, RD, CD and question copied,

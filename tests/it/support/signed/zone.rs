@@ -22,6 +22,10 @@ use super::keys::{KeyKind, Role, ZoneKey};
 /// TTL of every record, and the SOA MINIMUM (negative TTL, RFC 2308).
 pub const TTL: u32 = 3600;
 
+/// Seconds from signing until good signatures expire, unless a zone asks
+/// for less ([`Signing::lifetime`]).
+pub const LIFETIME: u32 = 24 * 3600;
+
 /// How a signed zone denies names and types.
 #[derive(Clone, Debug)]
 pub enum Denial {
@@ -76,6 +80,9 @@ pub struct Signing {
     pub denial: Denial,
     /// Faults in the signatures of some owner names.
     pub tampers: Vec<(Name, SigTamper)>,
+    /// Seconds from now until the good signatures expire: [`LIFETIME`],
+    /// or less than [`TTL`] for a zone whose TTLs outlive its signatures.
+    pub lifetime: u32,
 }
 
 /// What a denial must prove (RFC 4035 §3.1.3, RFC 5155 §7.2).
@@ -342,6 +349,7 @@ impl Zone {
             zsk,
             denial,
             tampers,
+            lifetime,
         } = signing;
         for key in std::iter::once(&ksk).chain(&zsk) {
             let dnskey = RData::DNSSEC(DNSSECRData::DNSKEY(key.dnskey().clone()));
@@ -356,6 +364,7 @@ impl Zone {
             ksk: &ksk,
             zsk: zsk.as_ref().unwrap_or(&ksk),
             unpublished: ZoneKey::generate(KeyKind::EcdsaP256, Role::Zsk),
+            lifetime: i64::from(lifetime),
         };
         let owners: Vec<Name> = self.nodes.keys().cloned().collect();
         for owner in owners {
@@ -495,6 +504,8 @@ struct Signer<'k> {
     zsk: &'k ZoneKey,
     /// Not in the DNSKEY RRset, for [`SigTamper::UnpublishedKey`].
     unpublished: ZoneKey,
+    /// Seconds from now until good signatures expire.
+    lifetime: i64,
 }
 
 impl Signer<'_> {
@@ -506,7 +517,7 @@ impl Signer<'_> {
             RecordType::DNSKEY => self.ksk,
             _ => self.zsk,
         };
-        let good = Window::from_now(-HOUR, DAY);
+        let good = Window::from_now(-HOUR, self.lifetime);
         let (key, window) = match tamper {
             Some(SigTamper::Unsigned) => return None,
             Some(SigTamper::UnpublishedKey) => (&self.unpublished, good),
