@@ -6,23 +6,7 @@ use std::fmt;
 
 use hickory_proto::rr::Name;
 
-/// Extended DNS Error info codes for DNSSEC failures (RFC 8914 §4).
-pub mod ede {
-    /// 6: DNSSEC Bogus. A signature does not verify, or no key signed it.
-    pub const DNSSEC_BOGUS: u16 = 6;
-    /// 7: Signature Expired.
-    pub const SIGNATURE_EXPIRED: u16 = 7;
-    /// 8: Signature Not Yet Valid.
-    pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
-    /// 9: DNSKEY Missing. No DNSKEY matches the DS (or the trust anchor).
-    pub const DNSKEY_MISSING: u16 = 9;
-    /// 10: RRSIGs Missing. A secure zone sent data without signatures.
-    pub const RRSIGS_MISSING: u16 = 10;
-    /// 12: NSEC Missing. A denial came without a valid NSEC/NSEC3 proof.
-    pub const NSEC_MISSING: u16 = 12;
-    /// 22: No Reachable Authority. A DS or DNSKEY fetch failed.
-    pub const NO_REACHABLE_AUTHORITY: u16 = 22;
-}
+pub use crate::wire::reply::ede;
 
 /// Why an answer could not be proven secure or insecure.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,19 +13,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::dnssec::rdata::{DNSSECRData, RRSIG};
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{RData, Record, RecordType};
 use tempfile::NamedTempFile;
 
 use crate::support::{
-    client::{self, Tcp},
+    client::{self, Tcp, extended_error},
     dot_upstream::Script,
     server::{Harness, Options},
     signed::{CASES, Case, Hierarchy, SHORT_LIFETIME, Verdict},
 };
-
-/// EDNS option code of Extended DNS Errors (RFC 8914).
-const EDE_OPTION: u16 = 15;
 
 /// 22: No Reachable Authority (RFC 8914 §4.23).
 const NO_REACHABLE_AUTHORITY: u16 = 22;
@@ -457,18 +453,6 @@ fn mismatch(case: &Case, reply: &Message) -> Option<String> {
     let culprit = ede.culprit.trim_end_matches('.');
     let named = text.to_ascii_lowercase().contains(culprit);
     (!named).then(|| format!("EDE text {text:?} does not name {culprit}"))
-}
-
-/// The Extended DNS Error's INFO-CODE and EXTRA-TEXT, if there is one.
-fn extended_error(reply: &Message) -> Option<(u16, String)> {
-    let options = reply.edns.as_ref()?.options().as_ref();
-    options.iter().find_map(|(_, option)| match option {
-        EdnsOption::Unknown(EDE_OPTION, data) if data.len() >= 2 => {
-            let code = u16::from_be_bytes([data[0], data[1]]);
-            Some((code, String::from_utf8_lossy(&data[2..]).into_owned()))
-        }
-        _ => None,
-    })
 }
 
 /// Records only DO=1 brings (RFC 4035 §3.2.1); DS and DNSKEY are data.

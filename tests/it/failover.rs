@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use hickory_proto::{
     op::{Message, ResponseCode},
-    rr::{RecordType, rdata::opt::EdnsOption},
+    rr::RecordType,
 };
 
 use crate::support::{
@@ -19,8 +19,7 @@ use crate::support::{
     server::{Dotstub, Harness, Options, TLS_NAME, start_with},
 };
 
-/// RFC 8914 option code and the info code for "No Reachable Authority".
-const EXTENDED_ERROR: u16 = 15;
+/// RFC 8914 info code for "No Reachable Authority".
 const NO_REACHABLE_AUTHORITY: u16 = 22;
 
 async fn concurrent(dotstub: &Dotstub, count: usize) {
@@ -42,18 +41,7 @@ async fn within(dotstub: &Dotstub, name: &str, wait: Duration) -> Message {
 }
 
 fn extended_error(message: &Message) -> Option<u16> {
-    message
-        .edns
-        .as_ref()?
-        .options()
-        .as_ref()
-        .iter()
-        .find_map(|(_, option)| match option {
-            EdnsOption::Unknown(EXTENDED_ERROR, data) => {
-                Some(u16::from_be_bytes([data[0], data[1]]))
-            }
-            _ => None,
-        })
+    client::extended_error(message).map(|(code, _)| code)
 }
 
 #[tokio::test]

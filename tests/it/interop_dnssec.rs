@@ -10,16 +10,14 @@ use std::{env, net::Ipv4Addr};
 
 use hickory_proto::{
     op::{Message, ResponseCode},
-    rr::{RData, RecordType, rdata::opt::EdnsOption},
+    rr::{RData, RecordType},
 };
 
 use crate::support::{
-    client::{self, Tcp, a_records},
+    client::{self, Tcp, a_records, extended_error},
     server::{Dotstub, Options, config_text},
 };
 
-/// EDNS option code of Extended DNS Errors (RFC 8914).
-const EDE_OPTION: u16 = 15;
 /// INFO-CODE 6, DNSSEC Bogus.
 const DNSSEC_BOGUS: u16 = 6;
 /// INFO-CODE 9, DNSKEY Missing.
@@ -196,16 +194,4 @@ fn has_rrsig(reply: &Message) -> bool {
 fn has_nsec(reply: &Message) -> bool {
     let mut records = reply.authorities.iter();
     records.any(|record| record.record_type() == RecordType::NSEC)
-}
-
-/// The Extended DNS Error's INFO-CODE and EXTRA-TEXT, if there is one.
-fn extended_error(reply: &Message) -> Option<(u16, String)> {
-    let options = reply.edns.as_ref()?.options().as_ref();
-    options.iter().find_map(|(_, option)| match option {
-        EdnsOption::Unknown(EDE_OPTION, data) if data.len() >= 2 => {
-            let code = u16::from_be_bytes([data[0], data[1]]);
-            Some((code, String::from_utf8_lossy(&data[2..]).into_owned()))
-        }
-        _ => None,
-    })
 }

@@ -8,7 +8,7 @@ use std::{
 
 use hickory_proto::{
     op::{Edns, Message, Query},
-    rr::{Name, RData, RecordType},
+    rr::{Name, RData, RecordType, rdata::opt::EdnsOption},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -142,4 +142,19 @@ pub fn option_codes(message: &Message) -> Vec<u16> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// EDNS option code of Extended DNS Errors (RFC 8914).
+const EXTENDED_ERROR: u16 = 15;
+
+/// The reply's Extended DNS Error: INFO-CODE and EXTRA-TEXT, if it has one.
+pub fn extended_error(reply: &Message) -> Option<(u16, String)> {
+    let options = reply.edns.as_ref()?.options().as_ref();
+    options.iter().find_map(|(_, option)| match option {
+        EdnsOption::Unknown(EXTENDED_ERROR, data) if data.len() >= 2 => {
+            let code = u16::from_be_bytes([data[0], data[1]]);
+            Some((code, String::from_utf8_lossy(&data[2..]).into_owned()))
+        }
+        _ => None,
+    })
 }
