@@ -27,6 +27,9 @@
 #                      a key that is published nowhere; www A 192.0.2.5.
 # All NS records name ns.test. (127.0.0.1), so no query needs a referral.
 
+# shellcheck source=.ci/test-ca.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test-ca.sh"
+
 DNSSEC_PORT=8854
 DNSSEC_NSD_PORT=8855
 DNSSEC_NAME=resolver.test
@@ -171,17 +174,7 @@ _dnssec_unbound_conf() {
 }
 
 _dnssec_certs() {
-    local d="$DNSSEC_DIR" ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-    openssl req -x509 "${ec[@]}" -keyout "$d/ca.key" -out "$d/ca.pem" -days 3 \
-        -subj "/CN=dotstub DNSSEC interop test CA" -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || return 1
-    openssl req -new "${ec[@]}" -keyout "$d/server.key" -out "$d/server.csr" \
-        -subj "/CN=$DNSSEC_NAME" 2>/dev/null || return 1
-    printf '%s\n' "subjectAltName=DNS:$DNSSEC_NAME" "extendedKeyUsage=serverAuth" \
-        "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-        "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid" >"$d/server.ext"
-    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 3 -extfile "$d/server.ext" -out "$d/server.pem" 2>/dev/null
+    make_test_ca "$DNSSEC_DIR" "$DNSSEC_NAME" "dotstub DNSSEC interop test CA"
 }
 
 # The rcode of `drill` asking 127.0.0.1 port $1 for $2 (name) $3 (type).

@@ -16,6 +16,9 @@
 #   big  20 TXT records; record k (0..19) is "big-" k (2 digits) "-" then 'x'
 #        up to 100 characters, e.g. "big-07-xxx...x"; the answer is > 2000 octets.
 
+# shellcheck source=.ci/test-ca.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test-ca.sh"
+
 UNBOUND_PORT=8853
 UNBOUND_NAME=unbound.test
 # Unexported on purpose: a child shell sourcing this file never stops our unbound.
@@ -60,17 +63,7 @@ _unbound_conf() {
 }
 
 _unbound_certs() {
-    local d="$UNBOUND_DIR" ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-    openssl req -x509 "${ec[@]}" -keyout "$d/ca.key" -out "$d/ca.pem" -days 3 \
-        -subj "/CN=dotstub interop test CA" -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || return 1
-    openssl req -new "${ec[@]}" -keyout "$d/server.key" -out "$d/server.csr" \
-        -subj "/CN=$UNBOUND_NAME" 2>/dev/null || return 1
-    printf '%s\n' "subjectAltName=DNS:$UNBOUND_NAME" "extendedKeyUsage=serverAuth" \
-        "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-        "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid" >"$d/server.ext"
-    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 3 -extfile "$d/server.ext" -out "$d/server.pem" 2>/dev/null
+    make_test_ca "$UNBOUND_DIR" "$UNBOUND_NAME" "dotstub interop test CA"
 }
 
 _unbound_start() {

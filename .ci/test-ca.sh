@@ -1,0 +1,21 @@
+# shellcheck shell=bash
+# Sourced by the interop scripts: a throwaway CA and a server certificate
+# signed by it, for a local DoT server that dotstub must authenticate.
+#
+#   make_test_ca DIR NAME CA_NAME
+#     writes DIR/ca.pem (the root to trust), DIR/server.pem and
+#     DIR/server.key (a P-256 certificate for the DNS name NAME, 3 days).
+
+make_test_ca() {
+    local d="$1" name="$2" ca_name="$3" ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${ec[@]}" -keyout "$d/ca.key" -out "$d/ca.pem" -days 3 \
+        -subj "/CN=$ca_name" -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || return 1
+    openssl req -new "${ec[@]}" -keyout "$d/server.key" -out "$d/server.csr" \
+        -subj "/CN=$name" 2>/dev/null || return 1
+    printf '%s\n' "subjectAltName=DNS:$name" "extendedKeyUsage=serverAuth" \
+        "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+        "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid" >"$d/server.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 3 -extfile "$d/server.ext" -out "$d/server.pem" 2>/dev/null
+}
