@@ -390,6 +390,8 @@ pub struct Proofs<'m> {
     pub ttl: Duration,
     /// When the first of their signatures expires.
     pub expiration: Option<Signed>,
+    /// The RRsets (owner and type) the proofs were read from.
+    pub sets: Vec<(&'m Name, RecordType)>,
 }
 
 /// The NSEC and NSEC3 records among `authority` that `zone` signed, their
@@ -421,6 +423,7 @@ pub fn verified_denial<'m>(
         denial: Denial::new(zone, &sets),
         ttl,
         expiration,
+        sets: sets.iter().map(|set| (set.name, set.rtype)).collect(),
     })
 }
 

@@ -20,7 +20,7 @@ mod rrset;
 mod verdict;
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     future::Future,
     num::NonZeroUsize,
     time::{SystemTime, UNIX_EPOCH},
@@ -71,6 +71,20 @@ pub struct Validated {
     /// Seconds until the first signature the verdict rests on expires: no
     /// TTL of the answer may be longer.
     pub valid_for: Option<u32>,
+    /// The RRsets (owner, lowercase, and type) of the answer and authority
+    /// sections that the verdict rests on: signatures checked, or a CNAME
+    /// synthesized from a checked DNAME. A secure answer is passed on with
+    /// these alone (RFC 4035 §3.2.3: AD covers every RRset sent).
+    pub checked: Vec<(Name, RecordType)>,
+}
+
+impl Validated {
+    /// Whether the RRset `name`/`rtype` is among those checked.
+    pub fn is_checked(&self, name: &Name, rtype: RecordType) -> bool {
+        self.checked
+            .iter()
+            .any(|(owner, checked)| *checked == rtype && owner == name)
+    }
 }
 
 /// Validates answers; holds the trust anchors and the key cache.
@@ -109,10 +123,15 @@ impl Validator {
             now: unix_now(),
             authority: rrsets(&response.authorities),
             expiration: Cell::new(None),
+            checked: RefCell::default(),
         };
         let verdict = check.response(qname, qtype, response).await;
         let valid_for = check.expiration.get().map(|e| e.wrapping_sub(check.now));
-        Validated { verdict, valid_for }
+        Validated {
+            verdict,
+            valid_for,
+            checked: check.checked.into_inner(),
+        }
     }
 }
 
@@ -126,6 +145,8 @@ struct Check<'a, 'm, F> {
     /// The earliest expiration of the signatures used (a `Cell`: proofs
     /// borrowed from the message are read while it is updated).
     expiration: Cell<Option<u32>>,
+    /// The RRsets checked so far (a `RefCell`, for the same reason).
+    checked: RefCell<Vec<(Name, RecordType)>>,
 }
 
 impl<F: Fetch> Check<'_, '_, F> {
@@ -155,10 +176,22 @@ impl<F: Fetch> Check<'_, '_, F> {
             // §5.3.1).
             if let Some(set) = dname {
                 verdict = verdict.and(self.data(set, &sname).await);
-                match dname_target(set, &sname) {
-                    Some(target) => sname = target,
-                    None => break,
+                let Some(target) = dname_target(set, &sname) else {
+                    break;
+                };
+                // The unsigned CNAME beside it must say what the DNAME says.
+                if let Some(cname) = exact(RecordType::CNAME) {
+                    match cname.records.first().map(|r| &r.data) {
+                        Some(RData::CNAME(said)) if said.0 == target => {
+                            self.check(&sname, RecordType::CNAME);
+                        }
+                        _ => {
+                            let reason = "CNAME does not follow from the DNAME";
+                            return Verdict::Bogus(Failure::new(ede::DNSSEC_BOGUS, reason, &sname));
+                        }
+                    }
                 }
+                sname = target;
                 continue;
             }
             if let Some(set) = exact(RecordType::CNAME) {
@@ -203,6 +236,7 @@ impl<F: Fetch> Check<'_, '_, F> {
         match set.verify(&zone.keys, &zone.apex, self.now) {
             Ok(signed) => {
                 self.used(signed);
+                self.check(set.name, set.rtype);
                 match signed.wildcard_parent(set.name) {
                     Some(parent) => self.wildcard(&zone, sname, &parent),
                     None => Verdict::Secure,
@@ -241,6 +275,9 @@ impl<F: Fetch> Check<'_, '_, F> {
             Status::Secure(zone) => zone,
             status => return verdict_of(status),
         };
+        if let Err(failure) = self.soa(&zone) {
+            return Verdict::Bogus(failure);
+        }
         let denial = match self.proofs(&zone) {
             Ok(denial) => denial,
             Err(failure) => return Verdict::Bogus(failure),
@@ -260,7 +297,29 @@ impl<F: Fetch> Check<'_, '_, F> {
         if let Some(signed) = proofs.expiration {
             self.used(signed);
         }
+        for (name, rtype) in proofs.sets {
+            self.check(name, rtype);
+        }
         Ok(proofs.denial)
+    }
+
+    /// Checks the signature of `zone`'s SOA in the authority section, when
+    /// there is one: its TTL sets how long the denial is cached (RFC 2308).
+    fn soa(&self, zone: &Zone) -> Result<(), Failure> {
+        let soa = self
+            .authority
+            .iter()
+            .find(|set| set.rtype == RecordType::SOA && *set.name == zone.apex);
+        if let Some(set) = soa {
+            let signed = set.verify(&zone.keys, &zone.apex, self.now)?;
+            self.used(signed);
+            self.check(set.name, set.rtype);
+        }
+        Ok(())
+    }
+
+    fn check(&self, name: &Name, rtype: RecordType) {
+        self.checked.borrow_mut().push((name.to_lowercase(), rtype));
     }
 
     fn proof(&self, proof: Proof, sname: &Name) -> Verdict {

@@ -7,17 +7,18 @@
 use std::time::Instant;
 
 use hickory_proto::{
+    dnssec::rdata::DNSSECRData,
     op::Message,
-    rr::{Name, RecordType},
+    rr::{Name, RData, Record, RecordType},
     serialize::binary::BinEncodable,
 };
 use tracing::debug;
 
 use crate::{
-    dnssec::{Failure, Fetch, FetchError, Validator, Verdict, ede},
+    dnssec::{Failure, Fetch, FetchError, Validated, Validator, Verdict, ede},
     metrics::DnssecCounters,
     upstream::Pool,
-    wire::{Answer, Query, Question, UpstreamQuestion, rtype},
+    wire::{Answer, Query, Question, Section, UpstreamQuestion, rtype},
 };
 
 /// DS and DNSKEY fetches through the upstream pool, within a client's
@@ -66,7 +67,7 @@ pub async fn judge(
     if query.checking_disabled() {
         // The client validates itself and wants the data as it is.
         counters.unchecked.inc();
-        return for_client(answer, message.as_ref(), query, false, None);
+        return for_client(answer, message.as_ref(), query, None);
     }
     let Some(message) = message else {
         counters.bogus.inc();
@@ -77,43 +78,63 @@ pub async fn judge(
     let (qname, qtype) = (question.name(), question.query_type());
     let validated = validator.validate(qname, qtype, &message, fetch).await;
     debug!(verdict = ?validated.verdict, "validated");
-    match validated.verdict {
+    match &validated.verdict {
         Verdict::Secure => {
             counters.secure.inc();
-            for_client(answer, Some(&message), query, true, validated.valid_for)
+            for_client(answer, Some(&message), query, Some(&validated))
         }
         Verdict::Insecure => {
             counters.insecure.inc();
-            for_client(answer, Some(&message), query, false, None)
+            for_client(answer, Some(&message), query, None)
         }
         Verdict::Bogus(failure) => {
             counters.bogus.inc();
-            servfail(query, &failure)
+            servfail(query, failure)
         }
         Verdict::Indeterminate(failure) => {
             counters.indeterminate.inc();
-            servfail(query, &failure)
+            servfail(query, failure)
         }
     }
 }
 
-/// `answer` as `query`'s client gets it: AD set when `authentic`, TTLs no
-/// longer than `valid_for`, DNSSEC records hidden unless it set DO.
+/// `answer` as `query`'s client gets it. When `secure`: AD set, only the
+/// RRsets validation checked (no additional section: RFC 4035 §3.2.3),
+/// TTLs no longer than the signatures. Always: no RRSIG, NSEC or NSEC3
+/// unless the client set DO (RFC 4035 §3.2.1) or asked for that type.
 fn for_client(
     answer: Answer,
     message: Option<&Message>,
     query: &Query<'_>,
-    authentic: bool,
-    valid_for: Option<u32>,
+    secure: Option<&Validated>,
 ) -> Option<Answer> {
-    let mut answer = match message {
-        Some(message) if !query.dnssec_ok() => without_dnssec_records(answer, message, query)?,
-        _ => answer,
+    let qtype = query.question().qtype();
+    let hidden = |code: u16| {
+        !query.dnssec_ok()
+            && code != qtype
+            && matches!(code, rtype::RRSIG | rtype::NSEC | rtype::NSEC3)
     };
-    if let Some(valid_for) = valid_for {
+    let keep = |section: Section, record: &Record| {
+        if hidden(u16::from(record.record_type())) {
+            return false;
+        }
+        let Some(validated) = secure else {
+            return true;
+        };
+        let covered = match &record.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered,
+            _ => record.record_type(),
+        };
+        section != Section::Additional && validated.is_checked(&record.name, covered)
+    };
+    let mut answer = match message {
+        Some(message) => keeping(answer, message, keep)?,
+        None => answer,
+    };
+    if let Some(valid_for) = secure.and_then(|validated| validated.valid_for) {
         answer.rewrite_ttls(|_, _, ttl| ttl.min(valid_for)).ok()?;
     }
-    answer.set_authentic(authentic).ok()?;
+    answer.set_authentic(secure.is_some()).ok()?;
     Some(answer)
 }
 
@@ -129,28 +150,31 @@ fn servfail(query: &Query<'_>, failure: &Failure) -> Option<Answer> {
     Answer::servfail(query.question(), (failure.code, &text)).ok()
 }
 
-/// `answer` without the RRSIG, NSEC and NSEC3 records a client that did
-/// not set DO must not see (RFC 4035 §3.2.1), unless it asked for them.
-fn without_dnssec_records(answer: Answer, message: &Message, query: &Query<'_>) -> Option<Answer> {
-    let qtype = query.question().qtype();
-    let hidden = |record_type: RecordType| {
-        let code = u16::from(record_type);
-        code != qtype && matches!(code, rtype::RRSIG | rtype::NSEC | rtype::NSEC3)
-    };
-    let sections = [&message.answers, &message.authorities, &message.additionals];
-    if !sections
+/// `answer` with only the records of `message` that `keep` keeps; the
+/// same answer, not re-encoded, when it keeps them all.
+fn keeping(
+    answer: Answer,
+    message: &Message,
+    keep: impl Fn(Section, &Record) -> bool,
+) -> Option<Answer> {
+    let sections = [
+        (Section::Answer, &message.answers),
+        (Section::Authority, &message.authorities),
+        (Section::Additional, &message.additionals),
+    ];
+    let all_kept = sections
         .iter()
-        .any(|records| records.iter().any(|r| hidden(r.record_type())))
-    {
+        .all(|(section, records)| records.iter().all(|record| keep(*section, record)));
+    if all_kept {
         return Some(answer);
     }
-    let mut stripped = message.clone();
-    for records in [
-        &mut stripped.answers,
-        &mut stripped.authorities,
-        &mut stripped.additionals,
+    let mut kept = message.clone();
+    for (section, records) in [
+        (Section::Answer, &mut kept.answers),
+        (Section::Authority, &mut kept.authorities),
+        (Section::Additional, &mut kept.additionals),
     ] {
-        records.retain(|record| !hidden(record.record_type()));
+        records.retain(|record| keep(section, record));
     }
-    answer.with_message(&stripped.to_vec().ok()?).ok()
+    answer.with_message(&kept.to_vec().ok()?).ok()
 }

@@ -9,16 +9,19 @@
 //! signatures it rests on.
 
 use std::io::Write;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::dnssec::rdata::{DNSSECRData, RRSIG};
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, CNAME, NS};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tempfile::NamedTempFile;
 
 use crate::support::{
     client::{self, Tcp, extended_error},
-    dot_upstream::Script,
+    dot_upstream::{Responder, Script},
     server::{Harness, Options},
     signed::{CASES, Case, Hierarchy, SHORT_LIFETIME, Verdict},
 };
@@ -421,7 +424,12 @@ fn records(reply: &Message) -> impl Iterator<Item = &Record> {
 
 /// The case's query with DO=1.
 fn with_do(case: &Case) -> Message {
-    let mut query = client::query(case.qname, case.qtype);
+    query_with_do(case.qname, case.qtype)
+}
+
+/// A query for `qname`/`qtype` with DO=1.
+fn query_with_do(qname: &str, qtype: RecordType) -> Message {
+    let mut query = client::query(qname, qtype);
     query.edns.as_mut().unwrap().set_dnssec_ok(true);
     query
 }
@@ -461,4 +469,76 @@ fn is_dnssec(record: &Record) -> bool {
         record.record_type(),
         RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
     )
+}
+
+/// The hierarchy's answers with records a lying upstream slipped in: an
+/// unsigned A record of another name in the answer section, an unsigned NS
+/// in the authority section and its glue in the additional section.
+fn with_forged_extras(query: &Message) -> Option<Message> {
+    let mut reply = Hierarchy::shared().answer(query);
+    let name = |text: &str| Name::from_ascii(text).unwrap();
+    let forged_a = RData::A(A(Ipv4Addr::new(192, 0, 2, 66)));
+    let forged_ns = RData::NS(NS(name("ns.forged.example.")));
+    reply.answers.push(Record::from_rdata(
+        name("forged.example."),
+        300,
+        forged_a.clone(),
+    ));
+    reply
+        .authorities
+        .push(Record::from_rdata(name("ecdsap256.tld."), 300, forged_ns));
+    reply.additionals.push(Record::from_rdata(
+        name("ns.forged.example."),
+        300,
+        forged_a,
+    ));
+    Some(reply)
+}
+
+#[tokio::test]
+async fn secure_answers_carry_only_the_records_validated() {
+    let script = Script::Respond(Responder(Arc::new(with_forged_extras)));
+    let dotstub = Validating::with_script(script, "").await;
+    let reply = dotstub
+        .ask(&query_with_do("www.ecdsap256.tld.", RecordType::A))
+        .await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.metadata.authentic_data, "secure answer without AD");
+    let names: Vec<String> = [&reply.answers, &reply.authorities, &reply.additionals]
+        .into_iter()
+        .flatten()
+        .map(|record| format!("{} {}", record.name, record.record_type()))
+        .collect();
+    assert_eq!(
+        names,
+        ["www.ecdsap256.tld. A", "www.ecdsap256.tld. RRSIG"],
+        "unvalidated records passed on under AD=1"
+    );
+    // An insecure answer is passed on as it came: nothing vouches for it.
+    let insecure = dotstub
+        .ask(&query_with_do("www.insecure.tld.", RecordType::A))
+        .await;
+    assert!(!insecure.metadata.authentic_data);
+    assert_eq!(insecure.additionals.len(), 1, "{insecure:?}");
+}
+
+#[tokio::test]
+async fn a_cname_that_does_not_follow_from_its_dname_is_bogus() {
+    let script = Script::Respond(Responder(Arc::new(|query: &Message| {
+        let mut reply = Hierarchy::shared().answer(query);
+        for record in &mut reply.answers {
+            if record.record_type() == RecordType::CNAME {
+                record.data = RData::CNAME(CNAME(Name::from_ascii("www.insecure.tld.").unwrap()));
+            }
+        }
+        Some(reply)
+    })));
+    let dotstub = Validating::with_script(script, "").await;
+    let reply = dotstub
+        .ask(&query_with_do("www.dname.ecdsap256.tld.", RecordType::A))
+        .await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    let (code, text) = extended_error(&reply).expect("an Extended DNS Error");
+    assert_eq!(code, 6, "{text}");
+    assert!(text.contains("www.dname.ecdsap256.tld"), "{text}");
 }
