@@ -250,6 +250,37 @@ fn ca_file_without_certificates_is_refused() {
 }
 
 #[test]
+fn malformed_trust_anchor_file_is_refused_with_its_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anchors.txt");
+    let anchors = "; test anchors\n. IN DS 20326 8 2 ZZZZ\n";
+    std::fs::write(&path, anchors).unwrap();
+    let file = path.display().to_string();
+    let text = format!("[dnssec]\ntrust_anchor_file = {file:?}\n{MINIMAL}");
+    let found = problems(&text);
+    assert_eq!(found[0].key, "dnssec.trust_anchor_file");
+    assert_eq!(found[0].position.map(|(line, _)| line), Some(2));
+    let message = &found[0].message;
+    let expected = format!("{file} line 2: DS digest is not hexadecimal");
+    assert!(message.starts_with(&expected), "{message}");
+}
+
+#[test]
+fn trust_anchor_file_replaces_the_root_anchors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anchors.txt");
+    std::fs::write(&path, "example. 3600 IN DS 1 13 2 ABCD\n").unwrap();
+    let file = path.display().to_string();
+    let text = format!("[dnssec]\ntrust_anchor_file = {file:?}\n{MINIMAL}");
+    let config = Config::from_toml(&text, "test.toml").unwrap();
+    let example = hickory_proto::rr::Name::from_ascii("www.example.").unwrap();
+    let outside = hickory_proto::rr::Name::from_ascii("www.example.org.").unwrap();
+    assert!(config.dnssec.anchors.closest(&example).is_some());
+    assert!(config.dnssec.anchors.closest(&outside).is_none());
+    assert!(config.dnssec.validate);
+}
+
+#[test]
 fn error_message_names_file_key_and_position() {
     let error = Config::from_toml("[log]\nlevel = \"loud\"\n", "dotstub.toml").unwrap_err();
     let message = error.to_string();
