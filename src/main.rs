@@ -114,6 +114,11 @@ struct EvalArgs {
     plot: Option<PathBuf>,
 }
 
+/// The static musl build's allocator (see Cargo.toml).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code when dotstub could not run.
 const EXIT_FAILURE: u8 = 1;
 /// Exit code when the configuration or command line was refused.
