@@ -224,20 +224,12 @@ _dnssec_start_nsd() {
 }
 
 _dnssec_start_unbound() {
-    local d="$DNSSEC_DIR" i
+    local d="$DNSSEC_DIR"
     _dnssec_unbound_conf >"$d/unbound.conf"
     unbound-checkconf "$d/unbound.conf" >/dev/null || return 1
     unbound -d -c "$d/unbound.conf" >"$d/unbound.out" 2>&1 </dev/null &
     _DNSSEC_UNBOUND_PID=$!
-    for i in $(seq 50); do
-        kill -0 "$_DNSSEC_UNBOUND_PID" 2>/dev/null || break
-        if timeout 3 openssl s_client -connect "127.0.0.1:$DNSSEC_PORT" -servername "$DNSSEC_NAME" \
-            -CAfile "$d/ca.pem" -verify_hostname "$DNSSEC_NAME" -verify_return_error \
-            </dev/null >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.2
-    done
+    wait_for_tls "$_DNSSEC_UNBOUND_PID" "$DNSSEC_PORT" "$DNSSEC_NAME" "$d/ca.pem" && return 0
     echo "error: unbound did not accept TLS on 127.0.0.1:$DNSSEC_PORT; output and log:" >&2
     cat "$d/unbound.out" "$d/unbound.log" >&2 2>/dev/null || true
     return 1

@@ -94,20 +94,14 @@ _unbound_start() {
     unbound-checkconf "$UNBOUND_DIR/unbound.conf" >/dev/null || return 1
     unbound -d -c "$UNBOUND_DIR/unbound.conf" >"$UNBOUND_DIR/unbound.out" 2>&1 </dev/null &
     _UNBOUND_PID=$!
-    for i in $(seq 50); do
-        kill -0 "$_UNBOUND_PID" 2>/dev/null || break
-        if timeout 3 openssl s_client -connect "127.0.0.1:$UNBOUND_PORT" -servername "$UNBOUND_NAME" \
-            -CAfile "$UNBOUND_DIR/ca.pem" -verify_hostname "$UNBOUND_NAME" -verify_return_error \
-            </dev/null >/dev/null 2>&1; then
-            export DOTSTUB_INTEROP_UNBOUND_ADDR="127.0.0.1:$UNBOUND_PORT" \
-                DOTSTUB_INTEROP_UNBOUND_NAME="$UNBOUND_NAME" \
-                DOTSTUB_INTEROP_UNBOUND_CA="$UNBOUND_DIR/ca.pem" \
-                DOTSTUB_INTEROP_UNBOUND_PID="$_UNBOUND_PID"
-            echo "unbound $(unbound -V | head -n1) up: pid $_UNBOUND_PID, dir $UNBOUND_DIR"
-            return 0
-        fi
-        sleep 0.2
-    done
+    if wait_for_tls "$_UNBOUND_PID" "$UNBOUND_PORT" "$UNBOUND_NAME" "$UNBOUND_DIR/ca.pem"; then
+        export DOTSTUB_INTEROP_UNBOUND_ADDR="127.0.0.1:$UNBOUND_PORT" \
+            DOTSTUB_INTEROP_UNBOUND_NAME="$UNBOUND_NAME" \
+            DOTSTUB_INTEROP_UNBOUND_CA="$UNBOUND_DIR/ca.pem" \
+            DOTSTUB_INTEROP_UNBOUND_PID="$_UNBOUND_PID"
+        echo "unbound $(unbound -V | head -n1) up: pid $_UNBOUND_PID, dir $UNBOUND_DIR"
+        return 0
+    fi
     echo "error: unbound did not accept TLS on 127.0.0.1:$UNBOUND_PORT; output and log:" >&2
     cat "$UNBOUND_DIR/unbound.out" "$UNBOUND_DIR/unbound.log" >&2 2>/dev/null || true
     return 1
