@@ -23,18 +23,26 @@ use crate::{
 /// Why a lookup failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
-    /// The name is not a valid domain name.
-    #[error("invalid domain name {0:?}")]
-    BadName(String),
-    /// The type is neither a known mnemonic nor a number.
-    #[error("unknown record type {0:?} (use a mnemonic like AAAA or a number like 65)")]
-    BadType(String),
+    /// The name or type does not parse.
+    #[error(transparent)]
+    Question(#[from] QuestionError),
     /// TLS could not be set up for an upstream.
     #[error(transparent)]
     Setup(#[from] SetupError),
     /// No upstream answered.
     #[error("no answer")]
     Resolve(#[from] ResolveError),
+}
+
+/// A name or record type given on the command line that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum QuestionError {
+    /// The name is not a valid domain name.
+    #[error("invalid domain name {0:?}")]
+    BadName(String),
+    /// The type is neither a known mnemonic nor a number.
+    #[error("unknown record type {0:?} (use a mnemonic like AAAA or a number like 65)")]
+    BadType(String),
 }
 
 /// What `dotstub query` prints.
@@ -62,7 +70,7 @@ pub struct LookupReport {
 /// Resolves `name`/`qtype` through the upstreams of `config`.
 pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupReport, LookupError> {
     let packet = client_query(name, qtype)?;
-    let query = Query::parse(&packet).map_err(|_| LookupError::BadName(name.to_owned()))?;
+    let query = Query::parse(&packet).map_err(|_| QuestionError::BadName(name.to_owned()))?;
     let metrics = Arc::new(Metrics::new(
         config.upstreams.iter().map(|u| u.label.as_str()),
     ));
@@ -113,11 +121,9 @@ pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupRe
 
 /// The query a client would send: RD=1, AD=1 (to learn whether the answer
 /// is secure, RFC 6840 §5.7) and an OPT record.
-fn client_query(name: &str, qtype: &str) -> Result<Vec<u8>, LookupError> {
-    let bad_name = || LookupError::BadName(name.to_owned());
-    let mut fqdn = Name::from_str(name).map_err(|_| bad_name())?;
-    fqdn.set_fqdn(true);
-    let qtype = parse_type(qtype).ok_or_else(|| LookupError::BadType(qtype.to_owned()))?;
+fn client_query(name: &str, qtype: &str) -> Result<Vec<u8>, QuestionError> {
+    let fqdn = parse_name(name)?;
+    let qtype = parse_qtype(qtype)?;
     let mut message = Message::query();
     message.metadata.id = rand::random();
     message.metadata.recursion_desired = true;
@@ -126,11 +132,24 @@ fn client_query(name: &str, qtype: &str) -> Result<Vec<u8>, LookupError> {
     let mut edns = Edns::new();
     edns.set_max_payload(UPSTREAM_UDP_SIZE);
     message.set_edns(edns);
-    message.to_vec().map_err(|_| bad_name())
+    message
+        .to_vec()
+        .map_err(|_| QuestionError::BadName(name.to_owned()))
 }
 
-/// A mnemonic (`aaaa`, `MX`), `TYPE65`, or a number.
-pub(crate) fn parse_type(text: &str) -> Option<RecordType> {
+/// A domain name, absolute (international names as UTF-8 too).
+pub(crate) fn parse_name(name: &str) -> Result<Name, QuestionError> {
+    let mut fqdn = Name::from_str(name).map_err(|_| QuestionError::BadName(name.to_owned()))?;
+    fqdn.set_fqdn(true);
+    Ok(fqdn)
+}
+
+/// A record type: a mnemonic (`aaaa`, `MX`), `TYPE65`, or a number.
+pub(crate) fn parse_qtype(text: &str) -> Result<RecordType, QuestionError> {
+    parse_type(text).ok_or_else(|| QuestionError::BadType(text.to_owned()))
+}
+
+fn parse_type(text: &str) -> Option<RecordType> {
     let upper = text.to_ascii_uppercase();
     let number = upper.strip_prefix("TYPE").unwrap_or(&upper);
     number
@@ -263,7 +282,7 @@ mod tests {
         assert!(query.edns().is_some());
         assert!(matches!(
             client_query("a..b", "A"),
-            Err(LookupError::BadName(_))
+            Err(QuestionError::BadName(_))
         ));
     }
 }

@@ -84,6 +84,14 @@ impl Spread {
         target.min(self.limit).max(self.len)
     }
 
+    /// One outcome drawn uniformly from `rng` (no draw when there is one).
+    pub fn draw(&self, rng: &mut impl Rng) -> usize {
+        match self.count {
+            1 => self.nth(0),
+            count => self.nth(rng.random_range(0..count)),
+        }
+    }
+
     /// Every outcome, in order (repeats where targets were cut to the limit).
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.count).map(|index| self.nth(index))
@@ -123,12 +131,7 @@ impl PaddingPolicy {
     /// Padding option, for a receiver that takes at most `limit` octets,
     /// drawn from `rng` when the policy is random; `None` for no option.
     pub fn padding_for(&self, len: usize, limit: usize, rng: &mut impl Rng) -> Option<usize> {
-        let spread = self.spread(len, limit)?;
-        let index = match spread.count() {
-            1 => 0,
-            count => rng.random_range(0..count),
-        };
-        Some(spread.nth(index) - len)
+        Some(self.spread(len, limit)?.draw(rng) - len)
     }
 
     /// [`PaddingPolicy::padding_for`] with the operating system's CSPRNG

@@ -18,11 +18,11 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
-use hickory_proto::{rr::Name, serialize::binary::BinEncodable};
+use hickory_proto::serialize::binary::BinEncodable;
 
 use crate::{
     config::Config,
-    lookup::parse_type,
+    lookup::{QuestionError, parse_name, parse_qtype},
     padding::{PaddingPolicy, response_block},
     upstream::{ProbeConn, ProbeTarget, Sample, SetupError, UpstreamError},
     wire::{Question, UpstreamQuestion},
@@ -71,12 +71,9 @@ pub enum ProbeError {
     /// Nothing to send.
     #[error("no names to probe")]
     NoNames,
-    /// A name is not a valid domain name.
-    #[error("invalid domain name {0:?}")]
-    BadName(String),
-    /// The type is neither a known mnemonic nor a number.
-    #[error("unknown record type {0:?} (use a mnemonic like AAAA or a number like 65)")]
-    BadType(String),
+    /// A name or the type does not parse.
+    #[error(transparent)]
+    Question(#[from] QuestionError),
     /// TLS could not be set up for an upstream.
     #[error(transparent)]
     Setup(#[from] SetupError),
@@ -105,7 +102,7 @@ impl ProbeOptions {
         let policies = if policies.is_empty() {
             DEFAULT_POLICIES
                 .iter()
-                .filter_map(|text| PaddingPolicy::from_str(text).ok())
+                .map(|text| PaddingPolicy::from_str(text).expect("default policies parse"))
                 .collect()
         } else {
             policies
@@ -122,7 +119,7 @@ impl ProbeOptions {
         if names.is_empty() {
             return Err(ProbeError::NoNames);
         }
-        let qtype = parse_type(qtype).ok_or_else(|| ProbeError::BadType(qtype.to_owned()))?;
+        let qtype = parse_qtype(qtype)?;
         Ok(Self {
             policies,
             names,
@@ -155,13 +152,9 @@ pub async fn probe(config: &Config, options: &ProbeOptions) -> Result<ProbeRepor
 }
 
 /// The question section for `name`/`qtype`, class IN.
-fn question_bytes(name: &str, qtype: u16) -> Result<Vec<u8>, ProbeError> {
-    let bad = || ProbeError::BadName(name.to_owned());
-    let mut fqdn = Name::from_ascii(name).map_err(|_| bad())?;
-    fqdn.set_fqdn(true);
-    let mut bytes = fqdn.to_bytes().map_err(|_| bad())?;
-    bytes.extend_from_slice(&qtype.to_be_bytes());
-    bytes.extend_from_slice(&1u16.to_be_bytes());
+fn question_bytes(name: &str, qtype: u16) -> Result<Vec<u8>, QuestionError> {
+    let bad = || QuestionError::BadName(name.to_owned());
+    let bytes = Question::section(&parse_name(name)?.to_bytes().map_err(|_| bad())?, qtype);
     Question::parse(&bytes, 0).map_err(|_| bad())?;
     Ok(bytes)
 }
@@ -191,7 +184,7 @@ impl Plan<'_> {
                     continue;
                 };
                 if row.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
-                    row.record(Err(UpstreamError::Closed));
+                    row.skipped += 1;
                     continue;
                 }
                 let result = self.exchange(target, slot, question, &row.policy).await;
@@ -267,6 +260,9 @@ pub struct ProbeRow {
     pub failures: usize,
     /// Why the last failure failed.
     pub last_error: Option<UpstreamError>,
+    /// Names not sent: the policy was given up after
+    /// `MAX_CONSECUTIVE_FAILURES` failures in a row.
+    pub skipped: usize,
     consecutive_failures: usize,
 }
 
@@ -279,6 +275,7 @@ impl ProbeRow {
             samples: Vec::new(),
             failures: 0,
             last_error: None,
+            skipped: 0,
             consecutive_failures: 0,
         }
     }
@@ -368,7 +365,11 @@ impl fmt::Display for ProbeReport {
             if let Some(error) = &row.last_error {
                 let (upstream, policy) = (&row.upstream, row.policy);
                 let error = crate::ErrorChain(error);
-                writeln!(f, "{upstream} {policy}: last failure: {error}")?;
+                write!(f, "{upstream} {policy}: last failure: {error}")?;
+                match row.skipped {
+                    0 => writeln!(f)?,
+                    skipped => writeln!(f, "; given up, {skipped} names not sent")?,
+                }
             }
         }
         Ok(())

@@ -195,10 +195,8 @@ impl Chain {
             .await
             .map_err(|_| unreachable(apex))?;
         let trusted = |key: &DNSKEY| anchor.records.iter().any(|r| r.matches(apex, key));
-        let (step, ttl) = match dnskey_set(apex, &response, trusted, now) {
-            Ok((zone, ttl)) => (Step::Cut(zone), ttl),
-            Err(failure) => (Step::Bogus(failure), BOGUS_TTL),
-        };
+        let (step, ttl) = dnskey_set(apex, &response, trusted, now)
+            .map_or_else(bogus, |(zone, ttl)| (Step::Cut(zone), ttl));
         self.remember(apex, &step, ttl);
         Ok(step)
     }
@@ -216,14 +214,13 @@ impl Chain {
             .fetch(child, RecordType::DS)
             .await
             .map_err(|_| unreachable(child))?;
-        let (step, ttl) = match self.classify(&zone, child, &response, fetch, now).await? {
-            Ok((step, ttl)) => (step, ttl),
-            Err(failure) => (Step::Bogus(failure), BOGUS_TTL),
-        };
+        let (step, ttl) = self.classify(&zone, child, &response, fetch, now).await?;
         self.remember(child, &step, ttl);
         Ok(step)
     }
 
+    /// What the response to `child`'s DS query says `child` is, and for
+    /// how long. Err when a fetch failed.
     async fn classify(
         &self,
         zone: &Zone,
@@ -231,7 +228,7 @@ impl Chain {
         response: &Message,
         fetch: &impl Fetch,
         now: u32,
-    ) -> Result<Result<(Step, Duration), Failure>, Failure> {
+    ) -> Result<(Step, Duration), Failure> {
         let rcode = response.metadata.response_code;
         let answers = rrsets(&response.answers);
         if rcode == ResponseCode::NoError {
@@ -243,7 +240,7 @@ impl Chain {
             }
             if answers.iter().any(|set| set.rtype == RecordType::CNAME) {
                 // A CNAME cannot sit at a zone cut.
-                return Ok(Ok((Step::NotACut, Duration::from_secs(60))));
+                return Ok((Step::NotACut, Duration::from_secs(60)));
             }
         } else if rcode != ResponseCode::NXDomain {
             return Err(Failure::new(
@@ -256,22 +253,22 @@ impl Chain {
         let Proofs { denial, ttl, .. } =
             match verified_denial(&zone.apex, &zone.keys, &authority, now) {
                 Ok(proofs) => proofs,
-                Err(failure) => return Ok(Err(failure)),
+                Err(failure) => return Ok(bogus(failure)),
             };
         let step = if rcode == ResponseCode::NXDomain {
             match denial.nxdomain(child) {
                 Proof::Proven => Step::NotACut,
                 Proof::Insecure => Step::Insecure,
-                Proof::Missing => return Ok(Err(missing_proof(child))),
+                Proof::Missing => return Ok(bogus(missing_proof(child))),
             }
         } else {
             match denial.delegation(child) {
                 Delegation::NotACut => Step::NotACut,
                 Delegation::Insecure => Step::Insecure,
-                Delegation::Unproven => return Ok(Err(missing_proof(child))),
+                Delegation::Unproven => return Ok(bogus(missing_proof(child))),
             }
         };
-        Ok(Ok((step, ttl)))
+        Ok((step, ttl))
     }
 
     /// `child` has a DS set in `zone`: it is a secure zone cut when the DS
@@ -285,10 +282,10 @@ impl Chain {
         ds_set: &RrSet<'_>,
         fetch: &impl Fetch,
         now: u32,
-    ) -> Result<Result<(Step, Duration), Failure>, Failure> {
+    ) -> Result<(Step, Duration), Failure> {
         let signed = match ds_set.verify(&zone.keys, &zone.apex, now) {
             Ok(signed) => signed,
-            Err(failure) => return Ok(Err(failure)),
+            Err(failure) => return Ok(bogus(failure)),
         };
         let ds_ttl = ttl_until(ds_set, signed, now);
         let known: Vec<&DS> = ds_set
@@ -301,7 +298,7 @@ impl Chain {
             .filter(|ds| algorithm_supported(ds.algorithm()) && ds.digest_type().is_supported())
             .collect();
         if known.is_empty() {
-            return Ok(Ok((Step::Insecure, ds_ttl)));
+            return Ok((Step::Insecure, ds_ttl));
         }
         let response = fetch
             .fetch(child, RecordType::DNSKEY)
@@ -309,7 +306,7 @@ impl Chain {
             .map_err(|_| unreachable(child))?;
         let trusted = |key: &DNSKEY| known.iter().any(|ds| ds_matches(ds, child, key));
         Ok(dnskey_set(child, &response, trusted, now)
-            .map(|(zone, ttl)| (Step::Cut(zone), ttl.min(ds_ttl))))
+            .map_or_else(bogus, |(zone, ttl)| (Step::Cut(zone), ttl.min(ds_ttl))))
     }
 }
 
@@ -332,6 +329,11 @@ impl Drop for Turn<'_> {
             gates.remove(self.name);
         }
     }
+}
+
+/// A broken link, remembered for [`BOGUS_TTL`].
+fn bogus(failure: Failure) -> (Step, Duration) {
+    (Step::Bogus(failure), BOGUS_TTL)
 }
 
 /// Whether `ds` is the digest of `key`, a DNSKEY of `owner`.

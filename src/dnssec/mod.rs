@@ -143,7 +143,9 @@ struct Check<'a, 'm, F> {
     now: u32,
     authority: Vec<RrSet<'m>>,
     /// The earliest expiration of the signatures used (a `Cell`: proofs
-    /// borrowed from the message are read while it is updated).
+    /// borrowed from the message are read while it is updated). Cells are
+    /// not `Sync`, so the async methods take `&mut self`: a future holding
+    /// `&mut Check` stays `Send`.
     expiration: Cell<Option<u32>>,
     /// The RRsets checked so far (a `RefCell`, for the same reason).
     checked: RefCell<Vec<(Name, RecordType)>>,

@@ -17,7 +17,7 @@ use std::{collections::HashMap, hash::Hash, num::NonZeroU32};
 // Fixed hashing: the same trace is summed in the same order every run, so
 // the printed numbers repeat to the last digit.
 use foldhash::fast::FixedState;
-use rand::{RngExt, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 
 use super::{
     policy::PolicyPair,
@@ -166,8 +166,7 @@ impl Outcomes {
     fn draw(&self, rng: &mut StdRng) -> usize {
         match self.spread {
             None => self.unpadded,
-            Some(spread) if spread.count() == 1 => spread.nth(0),
-            Some(spread) => spread.nth(rng.random_range(0..spread.count())),
+            Some(spread) => spread.draw(rng),
         }
     }
 }

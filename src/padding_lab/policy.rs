@@ -57,7 +57,7 @@ pub fn default_grid() -> Vec<PolicyPair> {
         grid.push(pair.to_owned());
     }
     grid.iter()
-        .filter_map(|text| text.parse::<PolicyPair>().ok())
+        .map(|text| text.parse::<PolicyPair>().expect("the default grid parses"))
         .collect()
 }
 

@@ -34,9 +34,8 @@ pub struct PoolFetch<'a> {
 
 impl Fetch for PoolFetch<'_> {
     async fn fetch(&self, name: &Name, rtype: RecordType) -> Result<Message, FetchError> {
-        let mut wire = name.to_bytes().map_err(|_| FetchError)?;
-        wire.extend_from_slice(&u16::from(rtype).to_be_bytes());
-        wire.extend_from_slice(&1u16.to_be_bytes()); // class IN
+        let name = name.to_bytes().map_err(|_| FetchError)?;
+        let wire = Question::section(&name, u16::from(rtype));
         let question = Question::parse(&wire, 0).map_err(|_| FetchError)?;
         self.counters.key_fetches.inc();
         let asked = UpstreamQuestion {

@@ -188,9 +188,9 @@ pub(super) fn encode(
     limit: usize,
 ) -> Vec<u8> {
     // Header, question, OPT (11), keepalive and padding option headers (8),
-    // then at most the policy's largest padding.
-    let capacity =
-        wire::HEADER_LEN + question.question.as_bytes().len() + 19 + padding.max_padding();
+    // then at most the policy's largest padding, which never passes `limit`.
+    let padding_room = padding.max_padding().min(limit);
+    let capacity = wire::HEADER_LEN + question.question.as_bytes().len() + 19 + padding_room;
     let mut frame = vec![0u8; 2 + capacity];
     let len = wire::write_upstream_query(
         question,

@@ -26,6 +26,17 @@ impl<'a> Question<'a> {
         Ok(Self { raw })
     }
 
+    /// The question section for `name` (wire form, uncompressed), `qtype`
+    /// and class IN, for questions dotstub asks itself. Check it with
+    /// [`Question::parse`].
+    pub fn section(name: &[u8], qtype: u16) -> Vec<u8> {
+        let mut section = Vec::with_capacity(name.len() + 4);
+        section.extend_from_slice(name);
+        section.extend_from_slice(&qtype.to_be_bytes());
+        section.extend_from_slice(&1u16.to_be_bytes()); // class IN
+        section
+    }
+
     /// The name in wire form, in the client's spelling.
     pub fn name(&self) -> &'a [u8] {
         &self.raw[..self.raw.len() - 4]

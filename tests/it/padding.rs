@@ -187,18 +187,36 @@ async fn every_policy_pads_within_its_range_and_the_limit() {
             _ => {}
         }
         if random {
-            // Same unpadded length, different padding: the draw is random.
-            let extra: HashSet<usize> = received
-                .iter()
-                .map(|q| padding_of(q.message.as_ref().unwrap()).unwrap().len() % 64)
-                .collect();
-            let whole: HashSet<usize> = lengths.iter().map(|len| len / 64).collect();
-            assert!(
-                extra.len() > 1 || whole.len() > 2,
-                "{policy}: no spread in {lengths:?}"
-            );
+            assert_draws_vary(line, policy).await;
         }
     }
+}
+
+/// The same query, asked 20 times with the cache off, goes upstream with
+/// more than one padded length: the draw is random (for `random:40` or
+/// `random-block:64:3`, 20 equal draws have a chance below 1e-11).
+async fn assert_draws_vary(line: &'static str, policy: &str) {
+    let options = Options {
+        padding: line,
+        cache: "enabled = false",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::Answer, options).await;
+    let query = client::query("same.padding.test.", RecordType::A);
+    for _ in 0..20 {
+        assert_eq!(
+            a_records(&client::udp(rig.dotstub.addr, &query).await).len(),
+            1
+        );
+    }
+    let received = rig.upstream.received();
+    assert_eq!(received.len(), 20, "{policy}: every query goes upstream");
+    let lengths = check_policy(policy, &received, 1232);
+    let distinct: HashSet<usize> = lengths.iter().copied().collect();
+    assert!(
+        distinct.len() > 1,
+        "{policy}: one length for 20 draws: {lengths:?}"
+    );
 }
 
 #[tokio::test]
