@@ -227,18 +227,24 @@ mod tests {
 
     #[test]
     fn grows_and_keeps_bits() {
+        let tag_of_entry = |i: u64| tag_of(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut index = Index::default();
-        for i in 0..1000u64 {
-            index.insert(
-                tag_of(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-                at(0, i as u16),
-            );
+        for i in 0..8u64 {
+            index.insert(tag_of_entry(i), at(0, i as u16));
         }
-        assert!(index.bytes() >= 1000 * 8 * MAX_LOAD_DEN / MAX_LOAD_NUM);
-        let tag = tag_of(7u64.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let tag = tag_of_entry(7);
         let (slot, _) = index.probe(tag).next().unwrap();
         assert_eq!(index.set(slot, REFERENCED) & REFERENCED, 0);
         assert_eq!(index.set(slot, REFERENCED) & REFERENCED, REFERENCED);
+        let small = index.bytes();
+        for i in 8..1000u64 {
+            index.insert(tag_of_entry(i), at(0, i as u16));
+        }
+        assert!(index.bytes() > small, "the index grew");
+        assert!(index.bytes() >= 1000 * 8 * MAX_LOAD_DEN / MAX_LOAD_NUM);
+        // The bit set before the growth is still set after it.
+        let (_, value) = index.probe(tag).next().unwrap();
+        assert_eq!(value & REFERENCED, REFERENCED);
         assert_eq!(locations(&index, tag), [at(0, 7)]);
     }
 }

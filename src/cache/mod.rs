@@ -83,14 +83,10 @@ impl Cache {
     /// An empty cache sized and tuned by `config`. Pages are allocated as
     /// answers arrive, up to `max_bytes` with the index.
     pub fn new(config: &CacheConfig, counters: Arc<CacheCounters>) -> Self {
+        // MAX_SHARDS is a power of two, so rounding up stays within it.
         let shards = (config.max_bytes / (64 * PAGE))
             .clamp(1, MAX_SHARDS)
             .next_power_of_two();
-        let shards = if shards > MAX_SHARDS {
-            shards / 2
-        } else {
-            shards
-        };
         let pages_per_shard = config.max_bytes * PAGE_SHARE_PERCENT / 100 / shards / PAGE;
         let hasher = RandomState::default();
         let shards = (0..shards)

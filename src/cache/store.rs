@@ -86,8 +86,13 @@ impl Shard {
         hash: u64,
         due_for_prefetch: impl Fn(&EntryView<'_>) -> bool,
     ) -> Option<Found<'_>> {
-        let (slot, entry) = self.lookup(key, hash)?;
-        let before = self.index.set(slot, REFERENCED);
+        let (slot, value, entry) = self.lookup(key, hash)?;
+        // A hit on a popular name finds the bit set already: no write to
+        // the slot's cache line, which every UDP worker reads.
+        let before = match value & REFERENCED {
+            0 => self.index.set(slot, REFERENCED),
+            _ => value,
+        };
         let claimed_prefetch = before & PREFETCH_CLAIMED == 0
             && due_for_prefetch(&entry)
             && self.index.set(slot, PREFETCH_CLAIMED) & PREFETCH_CLAIMED == 0;
@@ -97,12 +102,13 @@ impl Shard {
         })
     }
 
-    fn lookup(&self, key: &[u8], hash: u64) -> Option<(usize, EntryView<'_>)> {
+    /// The entry under `key`, its slot and the slot's value.
+    fn lookup(&self, key: &[u8], hash: u64) -> Option<(usize, u64, EntryView<'_>)> {
         self.index
             .probe(index::tag_of(hash))
             .find_map(|(slot, value)| {
                 let entry = entry_at(&self.pages, Index::location(value))?;
-                (entry.key() == key).then_some((slot, entry))
+                (entry.key() == key).then_some((slot, value, entry))
             })
     }
 
@@ -121,7 +127,7 @@ impl Shard {
         let Some(len) = entry::encoded_len(key, answer).filter(|&len| len <= MAX_ENTRY) else {
             return false;
         };
-        if let Some((slot, _)) = self.lookup(key, hash) {
+        if let Some((slot, _, _)) = self.lookup(key, hash) {
             self.index.remove(slot);
         }
         let Some(location) = self.reserve(len, horizon, counters) else {

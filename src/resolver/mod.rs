@@ -87,6 +87,17 @@ pub enum Immediate {
     Forward(bool),
 }
 
+/// How a fresh resolution raced against serving a stale answer.
+#[derive(Debug)]
+enum Race {
+    /// It answered in time.
+    Fresh(Arc<Resolved>),
+    /// It failed in time (a finished task must not be awaited again).
+    Failed(ResolveError),
+    /// It is still running.
+    Running(JoinHandle<Outcome>),
+}
+
 /// How the resolver answers, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -230,14 +241,18 @@ impl Resolver {
                     .fresh_or_stale(packet, wait)
                     .instrument(span.clone())
                     .await;
-                match raced {
-                    Ok(resolved) => Ok(resolved),
-                    Err(refresh) => {
-                        if let Some(len) = self.write_stale(&query, transport, out) {
-                            return Some(len);
+                if let Race::Fresh(resolved) = raced {
+                    Ok(resolved)
+                } else if let Some(len) = self.write_stale(&query, transport, out) {
+                    return Some(len);
+                } else {
+                    // The stale answer went meanwhile: the fresh one or why not.
+                    match raced {
+                        Race::Fresh(resolved) => Ok(resolved),
+                        Race::Failed(error) => Err(error),
+                        Race::Running(refresh) => {
+                            refresh.await.unwrap_or(Err(ResolveError::Unreachable))
                         }
-                        // The stale answer went meanwhile: wait for the fresh one.
-                        refresh.await.unwrap_or(Err(ResolveError::Unreachable))
                     }
                 }
             }
@@ -344,19 +359,15 @@ impl Resolver {
 
     //---- Serve-stale and prefetch ----
 
-    /// Races a fresh resolution against `wait`: the fresh answer when it
-    /// comes in time and well, else the resolution, still running or
-    /// failed. It runs in the background either way, so the cache is
-    /// refreshed for the next client.
-    async fn fresh_or_stale(
-        self: &Arc<Self>,
-        packet: &[u8],
-        wait: Duration,
-    ) -> Result<Arc<Resolved>, JoinHandle<Outcome>> {
+    /// Races a fresh resolution against `wait`. It runs in the background
+    /// either way, so the cache is refreshed for the next client.
+    async fn fresh_or_stale(self: &Arc<Self>, packet: &[u8], wait: Duration) -> Race {
         let mut refresh = self.spawn_refresh(packet);
         match tokio::time::timeout(wait, &mut refresh).await {
-            Ok(Ok(Ok(resolved))) => Ok(resolved),
-            _ => Err(refresh),
+            Ok(Ok(Ok(resolved))) => Race::Fresh(resolved),
+            Ok(Ok(Err(error))) => Race::Failed(error),
+            Ok(Err(_task_failed)) => Race::Failed(ResolveError::Unreachable),
+            Err(_elapsed) => Race::Running(refresh),
         }
     }
 

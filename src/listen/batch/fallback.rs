@@ -36,13 +36,16 @@ impl Batch {
         }
     }
 
-    /// Sends the reply, if any.
+    /// Sends the reply, if any, and clears it, sent or not.
     pub(in crate::listen) async fn send(&mut self, socket: &Socket) -> io::Result<()> {
+        let mut sent = Ok(());
         if let Some((len, peer)) = self.replies.ready[0] {
             let reply = self.replies.buffers[0].get(..len).unwrap_or_default();
-            send_retrying(|| socket.get_ref().send_to(reply, peer)).await?;
+            sent = send_retrying(|| socket.get_ref().send_to(reply, peer))
+                .await
+                .map(drop);
         }
         self.replies.clear();
-        Ok(())
+        sent
     }
 }

@@ -71,7 +71,10 @@ impl Batch {
     }
 
     /// Sends every reply marked ready, in as few `sendmmsg` calls as the
-    /// socket takes, then clears them.
+    /// socket takes, then clears them, sent or not. A reply the kernel
+    /// refuses (a firewall, an unreachable peer) is skipped, not the rest;
+    /// a send buffer that stays full drops what is left. Returns the last
+    /// error.
     pub(in crate::listen) async fn send(&mut self, socket: &Socket) -> io::Result<()> {
         let mut order = [0usize; BATCH];
         let mut count = 0;
@@ -82,12 +85,24 @@ impl Batch {
             }
         }
         let mut sent = 0;
+        let mut failed = None;
         while sent < count {
             let pending = &order[sent..count];
-            sent += send_retrying(|| self.give(socket.get_ref(), pending)).await?;
+            match send_retrying(|| self.give(socket.get_ref(), pending)).await {
+                Ok(taken) => sent += taken.max(1),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    failed = Some(error);
+                    break;
+                }
+                // `sendmmsg` fails only when its first message does.
+                Err(error) => {
+                    sent += 1;
+                    failed = Some(error);
+                }
+            }
         }
         self.replies.clear();
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// One `sendmmsg` of the replies numbered in `pending`; returns how
