@@ -113,11 +113,18 @@ impl Index {
         self.slots[slot].fetch_or(bit, Ordering::Relaxed)
     }
 
-    /// Indexes `location` under `tag`; the key must not be indexed yet.
+    /// Whether one more entry would load the table beyond 4/5: [`grow`]
+    /// it, or remove entries, before inserting.
+    ///
+    /// [`grow`]: Index::grow
+    pub(super) fn is_full(&self) -> bool {
+        (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM
+    }
+
+    /// Indexes `location` under `tag`; the key must not be indexed yet,
+    /// and the table must not be full (the shard sees to both).
     pub(super) fn insert(&mut self, tag: u64, location: Location) {
-        if (self.len + 1) * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM {
-            self.grow();
-        }
+        debug_assert!(!self.is_full(), "insert into a full index");
         self.place(tag << TAG_SHIFT | location.pack());
     }
 
@@ -155,7 +162,8 @@ impl Index {
         self.len -= 1;
     }
 
-    fn grow(&mut self) {
+    /// Doubles the table, which takes [`Index::bytes`] more octets.
+    pub(super) fn grow(&mut self) {
         let mut bigger = Self::with_slots(self.slots.len() * 2);
         for value in self.slots.iter().map(|slot| slot.load(Ordering::Relaxed)) {
             if value != 0 {
@@ -238,6 +246,9 @@ mod tests {
         assert_eq!(index.set(slot, REFERENCED) & REFERENCED, REFERENCED);
         let small = index.bytes();
         for i in 8..1000u64 {
+            if index.is_full() {
+                index.grow();
+            }
             index.insert(tag_of_entry(i), at(0, i as u16));
         }
         assert!(index.bytes() > small, "the index grew");

@@ -47,8 +47,6 @@ use crate::{
 
 /// Most shards; fewer for small caches, so each keeps enough pages.
 const MAX_SHARDS: usize = 16;
-/// Share of a shard's memory given to pages; the rest is for the index.
-const PAGE_SHARE_PERCENT: usize = 85;
 /// Share of its lifetime after which a hit triggers a prefetch: 90 %,
 /// leaving the last 10 % (RFC 8767 §5 and unbound's prefetch).
 const PREFETCH_AT_PERCENT: u64 = 90;
@@ -87,10 +85,10 @@ impl Cache {
         let shards = (config.max_bytes / (64 * PAGE))
             .clamp(1, MAX_SHARDS)
             .next_power_of_two();
-        let pages_per_shard = config.max_bytes * PAGE_SHARE_PERCENT / 100 / shards / PAGE;
+        let budget = config.max_bytes / shards;
         let hasher = RandomState::default();
         let shards = (0..shards)
-            .map(|_| RwLock::new(Shard::new(pages_per_shard, hasher.clone())))
+            .map(|_| RwLock::new(Shard::new(budget, hasher.clone())))
             .collect();
         let stale_for = if config.serve_stale {
             config.max_stale.as_millis() as Millis

@@ -2,9 +2,14 @@
 //! pages, written as a log and recycled oldest page first, with a second
 //! chance for entries hit since they were written (CLOCK, page by page).
 //!
-//! Memory is the pages plus the index, and nothing else: no allocation per
-//! entry, so `max_bytes` bounds resident memory and a cache of small
-//! answers costs about 80 octets a name. The store is split into shards,
+//! Memory is the pages, the index and one scratch page, and nothing else:
+//! no allocation per entry. Each shard keeps all three within its share of
+//! `max_bytes`: pages may take 85% of it at first; when the index must
+//! double, the pages it would crowd out are given up if not yet allocated,
+//! and when they are, the index stops growing and the oldest pages are
+//! recycled instead. So `max_bytes` bounds resident memory whatever the
+//! size of the answers, and a cache of small answers costs about 80 octets
+//! a name. The store is split into shards,
 //! each behind its own read-write lock: a hit holds a read lock while it
 //! copies its entry out; an insert takes the write lock.
 
@@ -25,6 +30,9 @@ pub(super) const PAGE: usize = 32 * 1024;
 pub(super) const MAX_ENTRY: usize = PAGE / 4;
 /// Fewest pages a shard works with: one being written, others to recycle.
 pub(super) const MIN_PAGES: usize = 3;
+/// Share of a shard's memory its pages may take before the index claims
+/// more; the rest is for the index and the scratch page.
+const PAGE_SHARE_PERCENT: usize = 85;
 
 /// A found entry, read under the shard's read lock.
 pub(super) struct Found<'a> {
@@ -38,12 +46,17 @@ pub(super) struct Found<'a> {
 #[derive(Debug)]
 pub(super) struct Shard {
     pages: Vec<Page>,
+    /// Pages it may allocate: lowered as the index grows.
     max_pages: usize,
+    /// Octets the pages, index and scratch page may take together.
+    budget: usize,
     /// The page being written.
     head: usize,
     index: Index,
-    /// Where second-chance entries wait while their page is recycled.
-    scratch: Box<[u8]>,
+    /// Where second-chance entries wait while their page is recycled;
+    /// allocated at the first recycling, reserved in the budget from the
+    /// start.
+    scratch: Vec<u8>,
     hasher: RandomState,
 }
 
@@ -55,21 +68,24 @@ struct Page {
 }
 
 impl Shard {
-    /// An empty shard that may grow to `max_pages` pages.
-    pub(super) fn new(max_pages: usize, hasher: RandomState) -> Self {
+    /// An empty shard whose pages, index and scratch page may take
+    /// `budget` octets together (but never fewer than [`MIN_PAGES`] pages).
+    pub(super) fn new(budget: usize, hasher: RandomState) -> Self {
+        let for_pages = budget.saturating_sub(PAGE) * PAGE_SHARE_PERCENT / 100;
         Self {
             pages: Vec::new(),
-            max_pages: max_pages.max(MIN_PAGES),
+            max_pages: (for_pages / PAGE).max(MIN_PAGES),
+            budget,
             head: 0,
             index: Index::default(),
-            scratch: vec![0u8; PAGE].into_boxed_slice(),
+            scratch: Vec::new(),
             hasher,
         }
     }
 
     /// Memory taken, in octets: pages, index and scratch page.
     pub(super) fn bytes(&self) -> usize {
-        (self.pages.len() + 1) * PAGE + self.index.bytes()
+        self.pages.len() * PAGE + self.scratch.len() + self.index.bytes()
     }
 
     /// Entries held.
@@ -130,6 +146,7 @@ impl Shard {
         if let Some((slot, _, _)) = self.lookup(key, hash) {
             self.index.remove(slot);
         }
+        self.make_index_room(horizon, counters);
         let Some(location) = self.reserve(len, horizon, counters) else {
             return false;
         };
@@ -143,6 +160,30 @@ impl Shard {
         }
         self.index.insert(index::tag_of(hash), location);
         true
+    }
+
+    /// Room in the index for one more entry, within the budget: the index
+    /// doubles if the pages allocated leave room for it (and the pages
+    /// not yet allocated that it needs are given up); otherwise the pages
+    /// stop growing and the oldest are recycled until entries leave.
+    fn make_index_room(&mut self, horizon: Millis, counters: &CacheCounters) {
+        if !self.index.is_full() {
+            return;
+        }
+        let fixed = PAGE + 2 * self.index.bytes();
+        if self.pages.len() * PAGE + fixed <= self.budget {
+            self.index.grow();
+            let for_pages = (self.budget - fixed) / PAGE;
+            self.max_pages = self.max_pages.min(for_pages).max(MIN_PAGES);
+            return;
+        }
+        self.max_pages = self.pages.len();
+        for _ in 0..=2 * self.max_pages {
+            if !self.index.is_full() {
+                return;
+            }
+            self.advance(horizon, counters);
+        }
     }
 
     /// Room for `len` octets at the head. Every page recycled on the way
@@ -192,6 +233,7 @@ impl Shard {
         let Some(page) = self.pages.get(number) else {
             return;
         };
+        self.scratch.resize(PAGE, 0);
         let written = &page.bytes[..page.fill];
         let mut kept = 0;
         let mut offset = 0;

@@ -338,3 +338,28 @@ fn what_is_found_is_always_the_latest_answer_stored() {
     }
     assert!(found > 1000, "only {found} hits");
 }
+
+#[test]
+fn memory_bound_holds_for_the_shortest_names() {
+    // Answers of about 70 octets: for these the index, not the pages, is
+    // what outgrows the bound unless the shard weighs both. At 1 MiB the
+    // index first doubles within the budget, then may not.
+    for max_bytes in [256 << 10, 1 << 20, 4 << 20] {
+        let (cache, counters) = cache(max_bytes);
+        let names = max_bytes / 24;
+        for i in 0..names {
+            store(&cache, &format!("h{i}."), ResponseCode::NoError, 300, 0);
+        }
+        let weight = cache.weight();
+        assert!(weight <= max_bytes as u64, "{weight} > {max_bytes}");
+        // Still a cache worth its memory: at most 128 octets a name held
+        // (the scratch page and index weigh most in the smallest cache).
+        assert!(
+            cache.len() * 128 >= max_bytes,
+            "{} names in {max_bytes} octets",
+            cache.len()
+        );
+        assert_eq!(counters.evictions.get() as usize + cache.len(), names);
+        fresh(&cache, &format!("h{}.", names - 1), 0);
+    }
+}
