@@ -3,21 +3,44 @@
 //! worker spends two system calls on many queries instead of two on each.
 //! All buffers are allocated once, with the worker.
 //!
-//! Where the kernel has no `recvmmsg`, [`fallback`] takes one datagram at
-//! a time behind the same interface.
+//! A batch is taken either through the worker's event loop (`receive`) or,
+//! while the worker is busy with nothing else to run, by blocking its
+//! thread in the receive call itself (`receive_waiting`, at most [`WAIT`]):
+//! a datagram then wakes the worker directly, without `epoll` in between.
+//! So the socket's descriptor blocks, and every call that must not passes
+//! `MSG_DONTWAIT`.
+//!
+//! Elsewhere (the BSDs' `recvmmsg` and `sendmmsg` are loops in their C
+//! library, macOS has none), [`fallback`] takes one datagram at a time
+//! behind the same interface.
 
-use std::{io, net::SocketAddr};
+use std::{
+    io,
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+    time::Duration,
+};
 
+use nix::sys::socket::{MsgFlags, SockaddrStorage, sendto};
 use tokio::io::unix::AsyncFd;
 
 /// A UDP worker's socket, registered for readability only: replies go out
 /// with non-blocking sends from the worker's own thread. Registered for
 /// writability too, every send that frees buffer space would wake the
 /// worker's event loop for nothing.
-pub(super) type Socket = AsyncFd<std::net::UdpSocket>;
+pub(super) type Socket = AsyncFd<UdpSocket>;
 
-/// Registers `socket` with the current runtime, for readability only.
-pub(super) fn register(socket: std::net::UdpSocket) -> io::Result<Socket> {
+/// Longest a waiting receive blocks the worker's thread: the most its
+/// runtime's timers (idle upstream connections) run late, and the longest
+/// shutdown waits for it.
+pub(super) const WAIT: Duration = Duration::from_millis(50);
+
+/// Registers `socket` with the current runtime, for readability only, and
+/// makes its descriptor block for up to [`WAIT`] on receives that do not
+/// pass `MSG_DONTWAIT`.
+pub(super) fn register(socket: UdpSocket) -> io::Result<Socket> {
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(WAIT))?;
     // SAFETY: `AsyncFd` requires that the descriptor stay open and the same
     // for as long as it lives. It owns the `UdpSocket`, which owns the
     // descriptor and closes it only when dropped, with the `AsyncFd`; no
@@ -26,6 +49,28 @@ pub(super) fn register(socket: std::net::UdpSocket) -> io::Result<Socket> {
     let registered =
         unsafe { AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE) };
     registered.map_err(|error| error.into())
+}
+
+/// Sends one datagram without blocking (the descriptor blocks).
+pub(super) fn send_now(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) -> io::Result<usize> {
+    let to = SockaddrStorage::from(peer);
+    sendto(socket.as_raw_fd(), reply, &to, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
+}
+
+/// Whether a receive found nothing: `WouldBlock`, or `TimedOut` where a
+/// kernel reports a receive timeout so.
+pub(super) fn found_nothing(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn to_socket_addr(address: SockaddrStorage) -> Option<SocketAddr> {
+    address
+        .as_sockaddr_in()
+        .map(|v4| SocketAddr::from(*v4))
+        .or_else(|| address.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6)))
 }
 
 /// Tries of a send that would block before its reply is dropped, like a
@@ -52,12 +97,12 @@ pub(super) const BATCH: usize = 32;
 /// sends a 4 KiB question).
 pub(super) const SLOT: usize = 4096;
 
-/// Datagrams received in one batch.
+/// Datagrams received in one batch. Who sent each, the batch keeps in
+/// its own form (`Batch::peer`): its reply goes back there.
 pub(super) struct Received {
     buffers: Box<[u8]>,
     /// Length of each datagram; `usize::MAX` for one cut short.
     lens: [usize; BATCH],
-    peers: [Option<SocketAddr>; BATCH],
 }
 
 impl Received {
@@ -65,25 +110,24 @@ impl Received {
         Self {
             buffers: vec![0u8; BATCH * SLOT].into_boxed_slice(),
             lens: [0; BATCH],
-            peers: [None; BATCH],
         }
     }
 
-    /// Datagram `i` and who sent it; `None` for one too long for its slot.
-    pub(super) fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+    /// Datagram `i`; `None` for one too long for its slot.
+    pub(super) fn get(&self, i: usize) -> Option<&[u8]> {
         let len = *self.lens.get(i)?;
-        let packet = self.buffers.get(i * SLOT..i * SLOT + len.min(SLOT))?;
         (len <= SLOT).then_some(())?;
-        Some((packet, (*self.peers.get(i)?)?))
+        self.buffers.get(i * SLOT..i * SLOT + len)
     }
 }
 
-/// Replies to a batch, written in place and sent together.
+/// Replies to a batch, written in place and sent together, each to the
+/// sender of the datagram it answers.
 pub(super) struct Replies {
     /// One buffer per datagram, each with room for the longest UDP reply.
     buffers: Vec<Vec<u8>>,
-    /// Length and destination of each reply to send.
-    ready: [Option<(usize, SocketAddr)>; BATCH],
+    /// Length of each reply to send.
+    ready: [Option<usize>; BATCH],
 }
 
 impl Replies {
@@ -100,10 +144,10 @@ impl Replies {
         self.buffers.get_mut(i)
     }
 
-    /// Marks reply `i`, `len` octets long, for `peer`.
-    pub(super) fn set(&mut self, i: usize, len: usize, peer: SocketAddr) {
+    /// Marks reply `i`, `len` octets long, to be sent.
+    pub(super) fn set(&mut self, i: usize, len: usize) {
         if let Some(slot) = self.ready.get_mut(i) {
-            *slot = Some((len, peer));
+            *slot = Some(len);
         }
     }
 
@@ -112,19 +156,16 @@ impl Replies {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 mod mmsg;
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(super) use mmsg::Batch;
 
 // Built everywhere so its tests run on Linux too; used where the kernel
 // has no recvmmsg.
-#[cfg_attr(
-    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
-    allow(dead_code)
-)]
+#[cfg_attr(any(target_os = "linux", target_os = "android"), allow(dead_code))]
 mod fallback;
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(super) use fallback::Batch;
 
 #[cfg(test)]
@@ -141,7 +182,6 @@ mod tests {
         ($batch:expr) => {{
             let mut batch = $batch(crate::wire::udp_reply_bound(1232));
             let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            std.set_nonblocking(true).unwrap();
             let server = register(std).unwrap();
             let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let to = server.get_ref().local_addr().unwrap();
@@ -154,12 +194,12 @@ mod tests {
             while seen + oversize < 4 {
                 let count = batch.receive(&server).await.unwrap();
                 for i in 0..count {
+                    assert_eq!(batch.peer(i), Some(client.local_addr().unwrap()));
                     match (batch.received.get(i), batch.replies.buffer(i)) {
-                        (Some((packet, peer)), Some(out)) => {
-                            assert_eq!(peer, client.local_addr().unwrap());
+                        (Some(packet), Some(out)) => {
                             out.clear();
                             out.extend(packet.iter().rev());
-                            batch.replies.set(i, packet.len(), peer);
+                            batch.replies.set(i, packet.len());
                             seen += 1;
                         }
                         _ => oversize += 1,
@@ -178,10 +218,18 @@ mod tests {
                 let len = wait.await.unwrap().unwrap();
                 assert_eq!(&buf[..len], &[i + 2, i + 1, i]);
             }
+            // Waiting on the thread: what arrives, then nothing after WAIT.
+            client.send_to(&[9, 8], to).await.unwrap();
+            assert_eq!(batch.receive_waiting(&server).unwrap(), 1);
+            assert_eq!(batch.received.get(0).unwrap(), &[9, 8]);
+            let started = std::time::Instant::now();
+            let error = batch.receive_waiting(&server).unwrap_err();
+            assert!(found_nothing(&error), "{error}");
+            assert!(started.elapsed() >= WAIT / 2, "it waited");
         }};
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     #[tokio::test]
     async fn mmsg_batch_receives_and_answers() {
         round_trip!(mmsg::Batch::new);

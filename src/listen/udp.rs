@@ -5,6 +5,14 @@
 //! upstream becomes a task on the same runtime, resolved over the worker's
 //! own lane of upstream connections, so a miss, its connection and its
 //! answer stay on one thread: no hand-off wakes another.
+//!
+//! A worker that is busy (its last receive found datagrams) and has
+//! nothing else to run (no miss or refresh in flight) waits for the next
+//! batch blocked in the receive call rather than in its event loop: the
+//! kernel then wakes it straight from the arriving datagram, which saves
+//! `epoll` and two system calls each time the queue runs dry, a tenth of
+//! the CPU of a cache hit. After `batch::WAIT` without a datagram, or as soon
+//! as a miss is in flight, it goes back to the event loop.
 
 use std::{io, net::SocketAddr, sync::Arc};
 
@@ -13,7 +21,7 @@ use tracing::{debug, error, info};
 
 use super::{
     Context,
-    batch::{Batch, Socket, register, send_retrying},
+    batch::{Batch, Socket, found_nothing, register, send_now, send_retrying},
 };
 use crate::{
     resolver::Immediate,
@@ -75,11 +83,26 @@ async fn receive(socket: &Arc<Socket>, context: &Arc<Context>, misses: &TaskTrac
     // same buffers.
     let mut batch = Batch::new(udp_reply_bound(context.resolver.settings().max_udp_size));
     let mut since_yield = 0;
+    let mut busy = false;
     loop {
-        let received = tokio::select! {
-            _ = context.shutdown.cancelled() => break,
-            received = batch.receive(socket) => received,
+        let idle_runtime = misses.is_empty() && context.resolver.background().is_empty();
+        let received = if busy && idle_runtime {
+            match batch.receive_waiting(socket) {
+                Err(error) if found_nothing(&error) => {
+                    busy = false;
+                    continue;
+                }
+                received => received,
+            }
+        } else {
+            tokio::select! {
+                _ = context.shutdown.cancelled() => break,
+                received = batch.receive(socket) => received,
+            }
         };
+        if context.shutdown.is_cancelled() {
+            break;
+        }
         let count = match received {
             Ok(count) => count,
             Err(error) => {
@@ -87,12 +110,11 @@ async fn receive(socket: &Arc<Socket>, context: &Arc<Context>, misses: &TaskTrac
                 continue;
             }
         };
+        busy = true;
         context.metrics.server.udp_queries.add(count as u64);
         let now = context.resolver.now();
         for i in 0..count {
-            let (Some((packet, peer)), Some(out)) =
-                (batch.received.get(i), batch.replies.buffer(i))
-            else {
+            let (Some(packet), Some(out)) = (batch.received.get(i), batch.replies.buffer(i)) else {
                 context.metrics.server.dropped_oversize.inc();
                 continue;
             };
@@ -100,9 +122,12 @@ async fn receive(socket: &Arc<Socket>, context: &Arc<Context>, misses: &TaskTrac
                 .resolver
                 .answer_now(packet, Transport::Udp, now, out)
             {
-                Immediate::Reply(len) => batch.replies.set(i, len, peer),
+                Immediate::Reply(len) => batch.replies.set(i, len),
                 Immediate::Drop => {}
                 Immediate::Forward(stale) => {
+                    let Some(peer) = batch.peer(i) else {
+                        continue;
+                    };
                     let query = Miss {
                         socket: Arc::clone(socket),
                         context: Arc::clone(context),
@@ -148,7 +173,8 @@ impl Miss {
                 .answer_later(&packet, Transport::Udp, self.stale, &mut out)
                 .await;
             if let Some(reply) = answered.and_then(|len| out.get(..len)) {
-                let sent = send_retrying(|| self.socket.get_ref().send_to(reply, self.peer)).await;
+                let sent =
+                    send_retrying(|| send_now(self.socket.get_ref(), reply, self.peer)).await;
                 if let Err(error) = sent {
                     debug!(peer = %self.peer, %error, "UDP send failed");
                 }

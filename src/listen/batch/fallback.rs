@@ -1,13 +1,21 @@
 //! One datagram at a time, where the kernel has no `recvmmsg`.
 
-use std::io;
+use std::{
+    io::{self, IoSliceMut},
+    net::SocketAddr,
+    os::fd::AsRawFd,
+};
 
-use super::{Received, Replies, SLOT, Socket, send_retrying};
+use nix::sys::socket::{MsgFlags, SockaddrStorage, recvmsg};
+
+use super::{Received, Replies, SLOT, Socket, send_now, send_retrying, to_socket_addr};
 
 /// A worker's batch, of one datagram.
 pub(in crate::listen) struct Batch {
     pub received: Received,
     pub replies: Replies,
+    /// Who sent the datagram.
+    peer: Option<SocketAddr>,
 }
 
 impl Batch {
@@ -16,32 +24,49 @@ impl Batch {
         Self {
             received: Received::new(),
             replies: Replies::new(reply_capacity),
+            peer: None,
         }
     }
 
-    /// Waits for one datagram.
+    /// Waits in the event loop for one datagram.
     pub(in crate::listen) async fn receive(&mut self, socket: &Socket) -> io::Result<usize> {
-        let received = &mut self.received;
         loop {
             let mut ready = socket.readable().await?;
-            // One octet more than a slot tells a datagram cut short.
-            let taken =
-                ready.try_io(|socket| socket.get_ref().recv_from(&mut received.buffers[..=SLOT]));
-            if let Ok(taken) = taken {
-                let (len, peer) = taken?;
-                received.lens[0] = if len > SLOT { usize::MAX } else { len };
-                received.peers[0] = Some(peer);
-                return Ok(1);
+            if let Ok(taken) = ready.try_io(|socket| self.take(socket, MsgFlags::MSG_DONTWAIT)) {
+                return taken;
             }
         }
+    }
+
+    /// Blocks the thread until a datagram arrives (at most the socket's
+    /// receive timeout, then `WouldBlock`), and takes it.
+    pub(in crate::listen) fn receive_waiting(&mut self, socket: &Socket) -> io::Result<usize> {
+        self.take(socket, MsgFlags::empty())
+    }
+
+    /// Who sent the datagram (`i` is 0).
+    pub(in crate::listen) fn peer(&self, i: usize) -> Option<SocketAddr> {
+        self.peer.filter(|_| i == 0)
+    }
+
+    fn take(&mut self, socket: &Socket, flags: MsgFlags) -> io::Result<usize> {
+        let received = &mut self.received;
+        // One octet more than a slot tells a datagram cut short.
+        let mut slot = [IoSliceMut::new(&mut received.buffers[..=SLOT])];
+        let fd = socket.get_ref().as_raw_fd();
+        let message = recvmsg::<SockaddrStorage>(fd, &mut slot, None, flags)?;
+        let truncated = message.bytes > SLOT || message.flags.contains(MsgFlags::MSG_TRUNC);
+        received.lens[0] = if truncated { usize::MAX } else { message.bytes };
+        self.peer = message.address.and_then(to_socket_addr);
+        Ok(1)
     }
 
     /// Sends the reply, if any, and clears it, sent or not.
     pub(in crate::listen) async fn send(&mut self, socket: &Socket) -> io::Result<()> {
         let mut sent = Ok(());
-        if let Some((len, peer)) = self.replies.ready[0] {
+        if let (Some(len), Some(peer)) = (self.replies.ready[0], self.peer) {
             let reply = self.replies.buffers[0].get(..len).unwrap_or_default();
-            sent = send_retrying(|| socket.get_ref().send_to(reply, peer))
+            sent = send_retrying(|| send_now(socket.get_ref(), reply, peer))
                 .await
                 .map(drop);
         }
