@@ -9,12 +9,13 @@
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+#[cfg(feature = "lab")]
+use dotstub::padding_lab::{self, EvalRequest, PolicyPair, Settings};
 use dotstub::{
     ErrorChain, RunError, Server,
     config::{Config, ConfigError, LogLevel},
     lookup,
     padding::PaddingPolicy,
-    padding_lab::{self, EvalRequest, PolicyPair, Settings},
     padding_probe::{self, ProbeOptions},
 };
 
@@ -63,6 +64,7 @@ enum PaddingCommand {
     /// Measure padding policies on a trace of DNS transactions: what each
     /// costs in octets (beta) and how much it still leaks (phi, distinct
     /// size pairs, entropy, unique share). Formulas: docs/padding.md.
+    #[cfg(feature = "lab")]
     Eval(EvalArgs),
     /// Send names through every configured upstream under each policy,
     /// over real TLS, and report the query and answer sizes on the wire
@@ -85,6 +87,7 @@ enum PaddingCommand {
 }
 
 /// Arguments of `dotstub padding eval`.
+#[cfg(feature = "lab")]
 #[derive(Debug, clap::Args)]
 struct EvalArgs {
     /// The trace: a CSV with the header qsize,rsize[,qopt,ropt], or a pcap
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
                     ref qtype,
                 },
         }) => padding_probe(&args, policies, names.as_deref(), qtype),
+        #[cfg(feature = "lab")]
         Some(Command::Padding {
             command: PaddingCommand::Eval(ref eval),
         }) => padding_eval(eval),
@@ -172,6 +176,7 @@ fn query(args: &Args, name: &str, qtype: &str) -> ExitCode {
     }
 }
 
+#[cfg(feature = "lab")]
 fn padding_eval(args: &EvalArgs) -> ExitCode {
     let request = EvalRequest {
         trace: args.trace.clone(),

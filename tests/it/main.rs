@@ -29,6 +29,7 @@ mod pool;
 mod padding;
 
 // dotstub padding eval: the docs' worked example, captures against CSVs, plot, JSON, bad input.
+#[cfg(feature = "lab")]
 mod padding_eval;
 
 // `dotstub padding probe` against the test upstream: sizes on the wire.
