@@ -113,14 +113,10 @@ impl Listeners {
 
     /// Serves until `context.shutdown` is cancelled: TCP on the current
     /// runtime, each UDP socket on a worker thread of its own. Everything
-    /// started is tracked by `tracker`. The [`UdpWorkers`] returned stop
-    /// everything when dropped.
-    pub(crate) fn serve(self, context: Context, tracker: &TaskTracker) -> io::Result<UdpWorkers> {
+    /// started is tracked by `tracker`.
+    pub(crate) fn serve(self, context: Context, tracker: &TaskTracker) -> io::Result<()> {
         let context = Arc::new(context);
-        let mut workers = UdpWorkers {
-            shutdown: context.shutdown.clone(),
-            sockets: Vec::new(),
-        };
+        let mut worker = 0;
         for endpoint in self.endpoints {
             tracker.spawn(tcp::serve(
                 endpoint.tcp,
@@ -128,37 +124,11 @@ impl Listeners {
                 tracker.clone(),
             ));
             for socket in endpoint.udp {
-                workers.sockets.push(socket.try_clone()?);
-                udp::spawn_worker(
-                    workers.sockets.len() - 1,
-                    socket,
-                    Arc::clone(&context),
-                    tracker,
-                )?;
+                udp::spawn_worker(worker, socket, Arc::clone(&context), tracker)?;
+                worker += 1;
             }
         }
-        Ok(workers)
-    }
-}
-
-/// Stops the listeners when dropped: cancels their shutdown token and
-/// wakes every UDP worker that waits blocked in a receive, by shutting
-/// down reading on a second handle to its socket (Linux wakes the receive
-/// at once; elsewhere the worker sees the token within its wait).
-#[derive(Debug)]
-pub(crate) struct UdpWorkers {
-    shutdown: CancellationToken,
-    sockets: Vec<std::net::UdpSocket>,
-}
-
-impl Drop for UdpWorkers {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        for socket in &self.sockets {
-            // An unconnected UDP socket reports ENOTCONN, yet is shut down
-            // and its waiters woken.
-            let _ = socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Read);
-        }
+        Ok(())
     }
 }
 
