@@ -85,7 +85,7 @@ pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupRe
         Arc::clone(&metrics),
     );
     let resolved = resolver.resolve(&query).await?;
-    let mut out = vec![0u8; resolved.answer.max_client_len()];
+    let mut out = Vec::new();
     let len = resolved
         .answer
         .write_for_client(

@@ -45,6 +45,18 @@ pub struct Times {
     pub lifetime: u32,
 }
 
+impl Times {
+    /// When `percent` of its lifetime has passed; 100 is when it expires.
+    pub fn after(&self, percent: u64) -> Millis {
+        self.stored_at + u64::from(self.lifetime) * percent * 10
+    }
+
+    /// When it expires.
+    pub fn expires_at(&self) -> Millis {
+        self.after(100)
+    }
+}
+
 /// The octets `answer` takes as an entry under `key`, or `None` when it
 /// cannot be stored (malformed, or too long for 16-bit lengths).
 pub(super) fn encoded_len(key: &[u8], answer: &Answer) -> Option<usize> {
@@ -178,7 +190,7 @@ impl<'a> EntryView<'a> {
         &self,
         to: &Recipient<'_>,
         ttls: Ttls,
-        out: &mut [u8],
+        out: &mut Vec<u8>,
     ) -> Result<Written, Overflow> {
         let written = self.parts().write_for_client(to, out)?;
         if written.whole {

@@ -42,7 +42,7 @@ use self::store::{PAGE, Shard};
 use crate::{
     config::CacheConfig,
     metrics::CacheCounters,
-    wire::{Answer, Recipient, Written, ensure_len},
+    wire::{Answer, Recipient, Written},
 };
 
 /// Most shards; fewer for small caches, so each keeps enough pages.
@@ -105,8 +105,15 @@ impl Cache {
         }
     }
 
-    fn shard(&self, hash: u64) -> RwLockReadGuard<'_, Shard> {
-        let shard = &self.shards[hash as usize & (self.shards.len() - 1)];
+    /// The shard that holds keys hashing to `hash`.
+    fn shard_of(&self, hash: u64) -> &RwLock<Shard> {
+        &self.shards[hash as usize & (self.shards.len() - 1)]
+    }
+
+    /// `shard`, read-locked. A panic elsewhere while holding a lock leaves
+    /// the shard consistent (it only ever holds whole entries), so poison
+    /// is ignored.
+    fn read<'a>(&self, shard: &'a RwLock<Shard>) -> RwLockReadGuard<'a, Shard> {
         shard
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -117,17 +124,18 @@ impl Cache {
     /// listener's has 64 KiB).
     pub fn answer(&self, key: &KeyBuf, to: &Recipient<'_>, now: Millis, out: &mut Vec<u8>) -> Hit {
         let hash = self.hasher.hash_one(key.as_bytes());
-        let shard = self.shard(hash);
+        let shard = self.read(self.shard_of(hash));
+        // Only a fresh entry near its end: an expired one is refreshed by
+        // the miss it causes.
         let due = |times: Times| {
-            self.prefetch
-                && now >= times.stored_at + u64::from(times.lifetime) * PREFETCH_AT_PERCENT * 10
+            self.prefetch && now >= times.after(PREFETCH_AT_PERCENT) && now < times.expires_at()
         };
         let Some(found) = shard.find(key.as_bytes(), hash, |entry| due(entry.times())) else {
             self.counters.misses.inc();
             return Hit::Miss;
         };
         let times = found.entry.times();
-        let fresh_until = times.stored_at + u64::from(times.lifetime) * 1000;
+        let fresh_until = times.expires_at();
         if now >= fresh_until {
             self.counters.misses.inc();
             return if now < fresh_until + self.stale_for {
@@ -137,7 +145,6 @@ impl Cache {
             };
         }
         self.counters.hits.inc();
-        ensure_len(out, found.entry.parts().reply_len_bound(to));
         let Ok(written) = found.entry.write(to, Ttls::Aged { now }, out) else {
             return Hit::Miss;
         };
@@ -159,14 +166,13 @@ impl Cache {
         out: &mut Vec<u8>,
     ) -> Option<Written> {
         let hash = self.hasher.hash_one(key.as_bytes());
-        let shard = self.shard(hash);
+        let shard = self.read(self.shard_of(hash));
         let found = shard.find(key.as_bytes(), hash, |_| false)?;
         let times = found.entry.times();
-        let servable_until = times.stored_at + u64::from(times.lifetime) * 1000 + self.stale_for;
+        let servable_until = times.expires_at() + self.stale_for;
         if now >= servable_until {
             return None;
         }
-        ensure_len(out, found.entry.parts().reply_len_bound(to));
         let written = found.entry.write(to, Ttls::Stale, out).ok()?;
         self.counters.stale_served.inc();
         Some(written)
@@ -184,8 +190,8 @@ impl Cache {
         };
         let horizon = now.saturating_sub(self.stale_for);
         let hash = self.hasher.hash_one(key.as_bytes());
-        let shard = &self.shards[hash as usize & (self.shards.len() - 1)];
-        let mut shard = shard
+        let mut shard = self
+            .shard_of(hash)
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if shard.insert(
@@ -218,12 +224,6 @@ impl Cache {
     /// Whether it holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn read<'a>(&self, shard: &'a RwLock<Shard>) -> RwLockReadGuard<'a, Shard> {
-        shard
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

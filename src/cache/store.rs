@@ -250,7 +250,7 @@ impl Shard {
             };
             self.index.remove(slot);
             let times = entry.times();
-            let servable = times.stored_at + Millis::from(times.lifetime) * 1000 >= horizon;
+            let servable = times.expires_at() >= horizon;
             if value & REFERENCED != 0 && servable {
                 let start = usize::from(location.offset);
                 self.scratch[kept..kept + entry.len()]

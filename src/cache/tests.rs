@@ -123,7 +123,28 @@ fn hit_patches_id_case_and_ttl() {
         reply.answers[0].ttl, 290,
         "ten whole seconds spent in the cache"
     );
+    // Everything else is the upstream's answer, unchanged.
+    assert_eq!(reply.metadata.message_type, MessageType::Response);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(reply.answers.len(), 1);
+    assert_eq!(reply.answers[0].data, RData::A(A::new(192, 0, 2, 1)));
+    // The owner name points at the question, so it reads as the client
+    // spelled it too.
+    assert_eq!(reply.answers[0].name.to_ascii(), "WwW.ExAmple.");
     assert_eq!((counters.hits.get(), counters.inserts.get()), (1, 1));
+}
+
+#[test]
+fn time_in_cache_counts_from_the_second_it_was_stored_in() {
+    // Stored 1.9 s into a second, the entry ages by whole clock seconds:
+    // a TTL is never more than what is left, and it expires no later
+    // than the upstream said (at most a second early).
+    let (cache, _) = cache(1 << 20);
+    store(&cache, "sub.example.", ResponseCode::NoError, 10, 1_900);
+    assert_eq!(fresh(&cache, "sub.example.", 1_950).answers[0].ttl, 10);
+    assert_eq!(fresh(&cache, "sub.example.", 2_000).answers[0].ttl, 9);
+    assert_eq!(fresh(&cache, "sub.example.", 10_999).answers[0].ttl, 1);
+    assert_eq!(ask(&cache, "sub.example.", 11_000).0, Hit::Stale);
 }
 
 #[test]

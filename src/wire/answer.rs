@@ -9,7 +9,7 @@ use super::{
     read_ttl,
     reply::{MAX_SHORT_REPLY, ReplyEdns, ShortReply},
     write_ttl,
-    writer::Overflow,
+    writer::{Overflow, ensure_len},
 };
 
 /// How the answer travels to the client.
@@ -191,11 +191,6 @@ impl Answer {
         Ok(())
     }
 
-    /// The longest reply [`Answer::write_for_client`] can write.
-    pub fn max_client_len(&self) -> usize {
-        self.parts().max_client_len()
-    }
-
     /// The stored message: the upstream's response without its OPT record.
     pub fn as_bytes(&self) -> &[u8] {
         &self.message
@@ -217,7 +212,7 @@ impl Answer {
     pub fn write_for_client(
         &self,
         to: &Recipient<'_>,
-        out: &mut [u8],
+        out: &mut Vec<u8>,
     ) -> Result<Written, Overflow> {
         self.parts().write_for_client(to, out)
     }
@@ -264,7 +259,7 @@ impl AnswerParts<'_> {
     }
 
     /// The longest reply [`AnswerParts::write_for_client`] can write.
-    pub fn max_client_len(&self) -> usize {
+    fn max_client_len(&self) -> usize {
         (self.message_len() + OPT_FIXED_LEN + self.options.len()).max(super::reply::MAX_SHORT_REPLY)
     }
 
@@ -277,13 +272,17 @@ impl AnswerParts<'_> {
         }
     }
 
-    /// Writes the answer for `to`: the client's ID, its RD bit and spelling
-    /// of the name, its own OPT record, TC=1 when it does not fit.
+    /// Writes the answer for `to` into `out`, grown first to the longest
+    /// reply it can be (never shrunk, so a reused buffer costs nothing):
+    /// the client's ID, its RD bit and spelling of the name, its own OPT
+    /// record, TC=1 when it does not fit.
     pub fn write_for_client(
         &self,
         to: &Recipient<'_>,
-        out: &mut [u8],
+        out: &mut Vec<u8>,
     ) -> Result<Written, Overflow> {
+        ensure_len(out, self.reply_len_bound(to));
+        let out = out.as_mut_slice();
         let Recipient {
             query,
             transport,
