@@ -60,22 +60,12 @@ pub fn table(evaluations: &[Evaluation]) -> String {
 pub fn json(evaluations: &[Evaluation]) -> String {
     let mut out = String::from("[");
     for (index, e) in evaluations.iter().enumerate() {
-        let separator = if index == 0 { "\n  " } else { ",\n  " };
-        let _ = write!(
-            out,
-            "{separator}{{\"policy\": \"{}\", \"n\": {}, \"beta\": {}, \"beta_q\": {}, \
-             \"beta_r\": {}, \"phi\": {}, \"distinct\": {}, \"entropy_bits\": {}, \
-             \"unique_share\": {}}}",
-            e.policy,
-            e.n,
-            number(e.beta),
-            number(e.beta_q),
-            number(e.beta_r),
-            number(e.phi),
-            number(e.distinct),
-            number(e.entropy_bits),
-            number(e.unique_share),
-        );
+        out.push_str(if index == 0 { "\n  {" } else { ",\n  {" });
+        for (field, (key, value)) in COLUMNS.iter().zip(json_values(e)).enumerate() {
+            let separator = if field == 0 { "" } else { ", " };
+            let _ = write!(out, "{separator}\"{key}\": {value}");
+        }
+        out.push('}');
     }
     out.push_str(if evaluations.is_empty() {
         "]\n"
@@ -83,6 +73,21 @@ pub fn json(evaluations: &[Evaluation]) -> String {
         "\n]\n"
     });
     out
+}
+
+/// The JSON values of one row, in the order of [`COLUMNS`].
+fn json_values(e: &Evaluation) -> [String; 9] {
+    [
+        format!("\"{}\"", e.policy),
+        e.n.to_string(),
+        number(e.beta),
+        number(e.beta_q),
+        number(e.beta_r),
+        number(e.phi),
+        number(e.distinct),
+        number(e.entropy_bits),
+        number(e.unique_share),
+    ]
 }
 
 fn cells(e: &Evaluation) -> [String; 9] {
