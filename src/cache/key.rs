@@ -20,22 +20,36 @@ pub struct KeyBuf {
 }
 
 impl KeyBuf {
+    /// A key of nothing, to [`set`](KeyBuf::set) in place.
+    pub const EMPTY: Self = Self {
+        bytes: [0; MAX_KEY],
+        len: 0,
+    };
+
     /// The key of `query`.
     pub fn of(query: &Query<'_>) -> Self {
+        let mut key = Self::EMPTY;
+        key.set(query);
+        key
+    }
+
+    /// Makes this the key of `query`, written where it lives: the hit path
+    /// builds its key so, since a key returned by value was copied (all
+    /// 272 octets) on every hit.
+    pub fn set(&mut self, query: &Query<'_>) {
         let question = query.question().as_bytes();
         let name_len = query.question().name().len();
-        let mut bytes = [0u8; MAX_KEY];
-        let len = 1 + question.len();
+        // A checked question is at most 255 + 4 octets, so it fits.
+        self.len = 1 + question.len();
+        self.bytes[0] = 0;
         if query.dnssec_ok() {
-            bytes[0] |= DNSSEC_OK;
+            self.bytes[0] |= DNSSEC_OK;
         }
         if query.checking_disabled() {
-            bytes[0] |= CHECKING_DISABLED;
+            self.bytes[0] |= CHECKING_DISABLED;
         }
-        // A checked question is at most 255 + 4 octets, so it fits.
-        bytes[1..len].copy_from_slice(question);
-        bytes[1..1 + name_len].make_ascii_lowercase();
-        Self { bytes, len }
+        self.bytes[1..self.len].copy_from_slice(question);
+        self.bytes[1..1 + name_len].make_ascii_lowercase();
     }
 
     /// The key's octets, to look up with.

@@ -206,7 +206,8 @@ impl Resolver {
         let Some(cache) = &self.cache else {
             return Immediate::Forward(false);
         };
-        let key = KeyBuf::of(&query);
+        let mut key = KeyBuf::EMPTY;
+        key.set(&query);
         match cache.answer(&key, &self.recipient(&query, transport), now, out) {
             Hit::Fresh(written) => Immediate::Reply(self.count_written(written)),
             Hit::Prefetch(written) => {
