@@ -152,9 +152,6 @@ impl Server {
     /// gives those in flight the query timeout to be answered.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
         let token = CancellationToken::new();
-        // Dropped before it finishes (its runtime went away), `run` still
-        // stops the UDP worker threads, which live outside any runtime.
-        let _stop_on_drop = token.clone().drop_guard();
         let tracker = TaskTracker::new();
         let listen = &self.config.listen;
         let context = Context {
@@ -174,13 +171,16 @@ impl Server {
             "dotstub started"
         );
         self.warn_about_weak_settings();
-        if let Err(error) = self.listeners.serve(context, &tracker) {
-            token.cancel();
-            return Err(RunError::Thread(error));
-        }
+        // Dropped, `udp_workers` stops the listeners and wakes the UDP
+        // worker threads, which live outside any runtime: at shutdown, and
+        // if `run` is dropped before it finishes (its runtime went away).
+        let udp_workers = self
+            .listeners
+            .serve(context, &tracker)
+            .map_err(RunError::Thread)?;
         shutdown.await;
         info!("shutting down: no new queries, answering those in flight");
-        token.cancel();
+        drop(udp_workers);
         tracker.close();
         let background = self.resolver.background();
         background.close();

@@ -57,6 +57,25 @@ pub(super) fn send_now(socket: &UdpSocket, reply: &[u8], peer: SocketAddr) -> io
     sendto(socket.as_raw_fd(), reply, &to, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
 }
 
+/// Waits in the event loop until `take` finds datagrams and returns what
+/// it took, or 0 once the socket is shut down for reading: nothing more
+/// arrives then, and the socket stays readable, so waiting again would
+/// spin without ever yielding.
+async fn take_when_readable(
+    socket: &Socket,
+    mut take: impl FnMut(&Socket) -> io::Result<usize>,
+) -> io::Result<usize> {
+    loop {
+        let mut ready = socket.readable().await?;
+        let closed = ready.ready().is_read_closed();
+        match ready.try_io(&mut take) {
+            Ok(taken) => return taken,
+            Err(_would_block) if closed => return Ok(0),
+            Err(_would_block) => {}
+        }
+    }
+}
+
 /// Whether a receive found nothing: `WouldBlock`, or `TimedOut` where a
 /// kernel reports a receive timeout so.
 pub(super) fn found_nothing(error: &io::Error) -> bool {
@@ -238,5 +257,43 @@ mod tests {
     #[tokio::test]
     async fn one_at_a_time_batch_receives_and_answers() {
         round_trip!(fallback::Batch::new);
+    }
+
+    /// A socket shut down for reading stays readable: a receive must
+    /// report it (0), not wait again, which would spin without yielding.
+    /// On a thread of its own, so a spin fails the test instead of
+    /// hanging it.
+    macro_rules! shut_down_for_reading {
+        ($batch:expr) => {{
+            let (done, result) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                    let server = register(std).unwrap();
+                    // ENOTCONN for an unconnected socket, yet it is done.
+                    let _ =
+                        socket2::SockRef::from(server.get_ref()).shutdown(std::net::Shutdown::Read);
+                    let mut batch = $batch(crate::wire::udp_reply_bound(1232));
+                    let _ = done.send(batch.receive(&server).await.unwrap());
+                });
+            });
+            let received = result.recv_timeout(Duration::from_secs(5));
+            assert_eq!(received, Ok(0), "the receive returned, with nothing");
+        }};
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn mmsg_batch_reports_a_socket_shut_down_for_reading() {
+        shut_down_for_reading!(mmsg::Batch::new);
+    }
+
+    #[test]
+    fn one_at_a_time_batch_reports_a_socket_shut_down_for_reading() {
+        shut_down_for_reading!(fallback::Batch::new);
     }
 }

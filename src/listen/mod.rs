@@ -113,10 +113,14 @@ impl Listeners {
 
     /// Serves until `context.shutdown` is cancelled: TCP on the current
     /// runtime, each UDP socket on a worker thread of its own. Everything
-    /// started is tracked by `tracker`.
-    pub(crate) fn serve(self, context: Context, tracker: &TaskTracker) -> io::Result<()> {
+    /// started is tracked by `tracker`. The [`UdpWorkers`] returned stop
+    /// everything when dropped.
+    pub(crate) fn serve(self, context: Context, tracker: &TaskTracker) -> io::Result<UdpWorkers> {
         let context = Arc::new(context);
-        let mut worker = 0;
+        let mut workers = UdpWorkers {
+            shutdown: context.shutdown.clone(),
+            sockets: Vec::new(),
+        };
         for endpoint in self.endpoints {
             tracker.spawn(tcp::serve(
                 endpoint.tcp,
@@ -124,11 +128,34 @@ impl Listeners {
                 tracker.clone(),
             ));
             for socket in endpoint.udp {
-                udp::spawn_worker(worker, socket, Arc::clone(&context), tracker)?;
-                worker += 1;
+                let index = workers.sockets.len();
+                workers.sockets.push(socket.try_clone()?);
+                udp::spawn_worker(index, socket, Arc::clone(&context), tracker)?;
             }
         }
-        Ok(())
+        Ok(workers)
+    }
+}
+
+/// Stops the listeners when dropped: cancels their shutdown token, then
+/// shuts down reading on a second handle to each UDP socket, which wakes
+/// a worker blocked in a receive at once (on Linux; elsewhere it sees the
+/// token within its wait) and tells one in its event loop that nothing
+/// more will come. Replies still go out through the socket.
+#[derive(Debug)]
+pub(crate) struct UdpWorkers {
+    shutdown: CancellationToken,
+    sockets: Vec<std::net::UdpSocket>,
+}
+
+impl Drop for UdpWorkers {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        for socket in &self.sockets {
+            // An unconnected UDP socket reports ENOTCONN, yet is shut down
+            // and its waiters woken.
+            let _ = socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Read);
+        }
     }
 }
 

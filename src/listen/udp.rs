@@ -104,6 +104,8 @@ async fn receive(socket: &Arc<Socket>, context: &Arc<Context>, misses: &TaskTrac
             break;
         }
         let count = match received {
+            // Shut down for reading (see `UdpWorkers`): nothing more comes.
+            Ok(0) => break,
             Ok(count) => count,
             Err(error) => {
                 debug!(%error, "UDP receive failed");

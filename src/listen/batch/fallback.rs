@@ -8,7 +8,9 @@ use std::{
 
 use nix::sys::socket::{MsgFlags, SockaddrStorage, recvmsg};
 
-use super::{Received, Replies, SLOT, Socket, send_now, send_retrying, to_socket_addr};
+use super::{
+    Received, Replies, SLOT, Socket, send_now, send_retrying, take_when_readable, to_socket_addr,
+};
 
 /// A worker's batch, of one datagram.
 pub(in crate::listen) struct Batch {
@@ -28,14 +30,10 @@ impl Batch {
         }
     }
 
-    /// Waits in the event loop for one datagram.
+    /// Waits in the event loop for one datagram; 0 once the socket is shut
+    /// down for reading.
     pub(in crate::listen) async fn receive(&mut self, socket: &Socket) -> io::Result<usize> {
-        loop {
-            let mut ready = socket.readable().await?;
-            if let Ok(taken) = ready.try_io(|socket| self.take(socket, MsgFlags::MSG_DONTWAIT)) {
-                return taken;
-            }
-        }
+        take_when_readable(socket, |socket| self.take(socket, MsgFlags::MSG_DONTWAIT)).await
     }
 
     /// Blocks the thread until a datagram arrives (at most the socket's

@@ -18,7 +18,9 @@ use nix::{
     sys::socket::{SockaddrLike, SockaddrStorage},
 };
 
-use super::{BATCH, Received, Replies, SLOT, Socket, send_retrying, to_socket_addr};
+use super::{
+    BATCH, Received, Replies, SLOT, Socket, send_retrying, take_when_readable, to_socket_addr,
+};
 
 /// A worker's batch: what it received, what it replies, and the message
 /// headers the kernel reads and fills, all allocated once.
@@ -93,15 +95,12 @@ impl Batch {
     }
 
     /// Waits in the event loop until datagrams arrive, then takes up to
-    /// [`BATCH`] of them.
+    /// [`BATCH`] of them; 0 once the socket is shut down for reading.
     pub(in crate::listen) async fn receive(&mut self, socket: &Socket) -> io::Result<usize> {
-        loop {
-            let mut ready = socket.readable().await?;
-            let take = |socket: &Socket| self.take(socket.get_ref(), libc::MSG_DONTWAIT);
-            if let Ok(received) = ready.try_io(take) {
-                return received;
-            }
-        }
+        take_when_readable(socket, |socket| {
+            self.take(socket.get_ref(), libc::MSG_DONTWAIT)
+        })
+        .await
     }
 
     /// Blocks the thread until a datagram arrives (at most the socket's
