@@ -10,9 +10,11 @@
 //! nothing else to run (no miss or refresh in flight) waits for the next
 //! batch blocked in the receive call rather than in its event loop: the
 //! kernel then wakes it straight from the arriving datagram, which saves
-//! `epoll` and two system calls each time the queue runs dry, a tenth of
-//! the CPU of a cache hit. After `batch::WAIT` without a datagram, or as soon
-//! as a miss is in flight, it goes back to the event loop.
+//! `epoll` and two system calls each time the queue runs dry: about a
+//! tenth of a hit's CPU at 10,000 queries a second, nothing measurable at
+//! saturation. After `batch::WAIT` without a datagram, or as soon as a
+//! miss is in flight, it goes back to the event loop; at shutdown
+//! (`UdpWorkers`) the socket is shut down for reading, which wakes it.
 
 use std::{io, net::SocketAddr, sync::Arc};
 
