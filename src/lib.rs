@@ -151,7 +151,6 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting queries and
     /// gives those in flight the query timeout to be answered.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-        let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         let listen = &self.config.listen;
         let context = Context {
@@ -161,7 +160,7 @@ impl Server {
             tcp_connections: Arc::new(Semaphore::new(listen.max_tcp_connections.get())),
             tcp_idle_timeout: listen.tcp_idle_timeout,
             tcp_pipeline_limit: listen.max_queries_per_tcp_connection.get(),
-            shutdown: token.clone(),
+            shutdown: CancellationToken::new(),
         };
         info!(
             upstreams = self.config.upstreams.len(),

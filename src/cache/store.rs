@@ -9,9 +9,9 @@
 //! and when they are, the index stops growing and the oldest pages are
 //! recycled instead. So `max_bytes` bounds resident memory whatever the
 //! size of the answers, and a cache of small answers costs about 80 octets
-//! a name. The store is split into shards,
-//! each behind its own read-write lock: a hit holds a read lock while it
-//! copies its entry out; an insert takes the write lock.
+//! a name. The store is split into shards, each behind its own read-write
+//! lock: a hit holds a read lock while it copies its entry out; an insert
+//! takes the write lock.
 
 use std::hash::BuildHasher;
 

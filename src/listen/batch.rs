@@ -76,13 +76,9 @@ async fn take_when_readable(
     }
 }
 
-/// Whether a receive found nothing: `WouldBlock`, or `TimedOut` where a
-/// kernel reports a receive timeout so.
+/// Whether a receive found nothing (a waiting one: within [`WAIT`]).
 pub(super) fn found_nothing(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    error.kind() == io::ErrorKind::WouldBlock
 }
 
 fn to_socket_addr(address: SockaddrStorage) -> Option<SocketAddr> {

@@ -24,7 +24,6 @@ use crate::{
     ErrorChain,
     config::{Config, SelectionPolicy},
     metrics::{Metrics, UpstreamCounters},
-    padding::PaddingPolicy,
     wire::UpstreamQuestion,
 };
 
@@ -106,17 +105,6 @@ impl Pool {
     /// The label of upstream `index`.
     pub fn label(&self, index: usize) -> &str {
         self.upstreams.get(index).map_or("", |u| u.label.as_str())
-    }
-
-    /// The padding policy of upstream `index`'s queries.
-    pub fn padding(&self, index: usize) -> Option<PaddingPolicy> {
-        self.upstreams.get(index).map(|u| u.settings.padding)
-    }
-
-    /// The largest padded query upstream `index` takes: what it advertised
-    /// in its last response, [`super::UNKNOWN_UPSTREAM_SIZE`] before one.
-    pub fn padding_limit(&self, index: usize) -> Option<usize> {
-        self.upstreams.get(index).map(|u| u.settings.limit.get())
     }
 
     /// The health of upstream `index`.

@@ -265,7 +265,7 @@ impl AnswerParts<'_> {
 
     /// The longest reply it can write for `to`: over UDP, no more than
     /// dotstub's UDP limit (or a short truncated reply).
-    pub fn reply_len_bound(&self, to: &Recipient<'_>) -> usize {
+    fn reply_len_bound(&self, to: &Recipient<'_>) -> usize {
         match to.transport {
             Transport::Tcp => self.max_client_len(),
             Transport::Udp => self.max_client_len().min(udp_reply_bound(to.udp_size)),

@@ -7,7 +7,6 @@ use std::{process::Command, time::Duration};
 
 use dotstub::{
     config::Config,
-    padding::PaddingPolicy,
     padding_probe::{ProbeOptions, ProbeReport, probe},
 };
 
@@ -78,7 +77,12 @@ async fn probe_reports_the_sizes_the_upstream_received() {
         assert_eq!(row.policy.to_string(), policy);
         assert_eq!((row.samples.len(), row.failures), (names, 0), "{policy}");
         assert_eq!(row.limit, 700);
-        assert!(row.rtt_quantile(0.5) <= row.rtt_quantile(0.9));
+        // Quantiles are of the samples' round trips: the whole range ends
+        // at the slowest, and the median is a real, positive one.
+        let slowest = row.samples.iter().map(|s| s.rtt).max();
+        assert_eq!(row.rtt_quantile(1.0), slowest, "{policy}");
+        let median = row.rtt_quantile(0.5).expect("a median");
+        assert!(median > Duration::ZERO && Some(median) <= slowest);
     }
     // Sent one at a time: name i under policy i first, then the others.
     let mut sent = Vec::new();
@@ -111,8 +115,6 @@ async fn probe_reports_the_sizes_the_upstream_received() {
     assert!(block.samples.iter().all(|s| s.query_len % 128 == 0));
     assert_eq!(block.distinct_query_sizes(), 1);
     assert!(none.distinct_query_sizes() > 1);
-    let random_policy: PaddingPolicy = "random:40".parse().unwrap();
-    assert!(random_policy.is_random() && random.samples.len() == names);
     // The same names with a Padding option (4 octets) and 0 to 40 octets
     // in it, drawn anew for each.
     let added: Vec<usize> = (0..names)
