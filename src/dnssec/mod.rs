@@ -321,7 +321,8 @@ impl<F: Fetch> Check<'_, '_, F> {
     }
 
     fn check(&self, name: &Name, rtype: RecordType) {
-        self.checked.borrow_mut().push((name.to_lowercase(), rtype));
+        // `Name`'s equality ignores case: no lower-cased copy needed.
+        self.checked.borrow_mut().push((name.clone(), rtype));
     }
 
     fn proof(&self, proof: Proof, sname: &Name) -> Verdict {

@@ -98,6 +98,17 @@ enum Race {
     Running(JoinHandle<Outcome>),
 }
 
+impl Race {
+    /// What the resolution came to, waiting for it if it still runs.
+    async fn outcome(self) -> Outcome {
+        match self {
+            Self::Fresh(resolved) => Ok(resolved),
+            Self::Failed(error) => Err(error),
+            Self::Running(refresh) => refresh.await.unwrap_or(Err(ResolveError::Unreachable)),
+        }
+    }
+}
+
 /// How the resolver answers, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -242,19 +253,14 @@ impl Resolver {
                     .fresh_or_stale(packet, wait)
                     .instrument(span.clone())
                     .await;
-                if let Race::Fresh(resolved) = raced {
-                    Ok(resolved)
-                } else if let Some(len) = self.write_stale(&query, transport, out) {
-                    return Some(len);
-                } else {
-                    // The stale answer went meanwhile: the fresh one or why not.
-                    match raced {
-                        Race::Fresh(resolved) => Ok(resolved),
-                        Race::Failed(error) => Err(error),
-                        Race::Running(refresh) => {
-                            refresh.await.unwrap_or(Err(ResolveError::Unreachable))
-                        }
-                    }
+                match raced {
+                    Race::Fresh(resolved) => Ok(resolved),
+                    // Late or failed: the stale answer, unless it went
+                    // meanwhile; then the fresh one, or why not.
+                    late => match self.write_stale(&query, transport, out) {
+                        Some(len) => return Some(len),
+                        None => late.outcome().await,
+                    },
                 }
             }
             _ => self.resolve(&query).instrument(span.clone()).await,

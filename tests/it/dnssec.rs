@@ -541,4 +541,5 @@ async fn a_cname_that_does_not_follow_from_its_dname_is_bogus() {
     let (code, text) = extended_error(&reply).expect("an Extended DNS Error");
     assert_eq!(code, 6, "{text}");
     assert!(text.contains("www.dname.ecdsap256.tld"), "{text}");
+    assert!(text.contains("does not follow from the DNAME"), "{text}");
 }
