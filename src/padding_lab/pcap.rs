@@ -20,7 +20,7 @@ use super::{
     LabError, PcapProblem,
     trace::{CaptureStats, Message, Source, Trace, Transaction},
 };
-use crate::wire::{self, Header, OptRecord, RecordSpan, Sections, option_code, rtype};
+use crate::wire::{self, Header, OptRecord, Sections, option_code};
 
 /// The DNS port.
 const DNS_PORT: u16 = 53;
@@ -347,21 +347,17 @@ impl Pairing {
 fn unpadded(bytes: &[u8], padded: &mut u64) -> Option<(Header, Message)> {
     let header = Header::parse(bytes).ok()?;
     let sections = Sections::locate(bytes, &header).ok()?;
-    let mut pos = sections.additional;
-    let mut has_opt = false;
+    // Two OPT records make it malformed (RFC 6891 §6.1.1), as everywhere.
+    let opt = wire::find_opt(bytes, sections.additional, header.arcount()).ok()?;
+    let has_opt = opt.is_some();
     let mut padding = 0;
-    for _ in 0..header.arcount() {
-        let record = RecordSpan::parse(bytes, pos).ok()?;
-        if record.rtype == rtype::OPT {
-            has_opt = true;
-            let opt = OptRecord::from_span(bytes, &record).ok()?;
-            padding += opt
-                .options()
-                .filter(|(code, _)| *code == option_code::PADDING)
-                .map(|(_, data)| Message::OPTION_HEADER_LEN + data.len())
-                .sum::<usize>();
-        }
-        pos = record.end;
+    if let Some((record, _)) = opt {
+        padding = OptRecord::from_span(bytes, &record)
+            .ok()?
+            .options()
+            .filter(|(code, _)| *code == option_code::PADDING)
+            .map(|(_, data)| Message::OPTION_HEADER_LEN + data.len())
+            .sum::<usize>();
     }
     if padding > 0 {
         *padded += 1;

@@ -190,7 +190,7 @@ fn skip_records(packet: &[u8], mut pos: usize, count: u16) -> Result<usize, Wire
 /// Finds the OPT record in the additional section that starts at `pos`
 /// and holds `count` records. Returns the OPT record and how many records
 /// precede it. Two OPT records are malformed (RFC 6891 §6.1.1).
-fn find_opt(
+pub(crate) fn find_opt(
     packet: &[u8],
     mut pos: usize,
     count: u16,
