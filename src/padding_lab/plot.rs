@@ -38,18 +38,24 @@ const HISTOGRAM: [RGBColor; 1 + MAX_HISTOGRAMS] = [
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
+/// Why plotters could not draw: its errors, whichever backend or area.
+type DrawError = Box<dyn std::error::Error>;
+
 /// Draws `evaluations` of `trace` into the SVG file at `path`.
 pub fn write_svg(path: &Path, trace: &Trace, evaluations: &[Evaluation]) -> Result<(), LabError> {
-    let failed = |reason: String| LabError::Plot {
+    draw(path, trace, evaluations).map_err(|error| LabError::Plot {
         path: path.to_owned(),
-        reason,
-    };
+        reason: error.to_string(),
+    })
+}
+
+fn draw(path: &Path, trace: &Trace, evaluations: &[Evaluation]) -> Result<(), DrawError> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| failed(e.to_string()))?;
+    root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(SIZE.0 / 2);
     let (top, bottom) = right.split_vertically(SIZE.1 / 2);
     let front = pareto_front(evaluations);
-    scatter(&left, evaluations, &front).map_err(failed)?;
+    scatter(&left, evaluations, &front)?;
     let unpadded = evaluate(trace, &PolicyPair::NONE, &Default::default());
     let mut shown: Vec<&Evaluation> = vec![&unpadded];
     shown.extend(
@@ -59,12 +65,12 @@ pub fn write_svg(path: &Path, trace: &Trace, evaluations: &[Evaluation]) -> Resu
             .filter(|e| e.policy != PolicyPair::NONE)
             .take(MAX_HISTOGRAMS),
     );
-    histogram(&top, "padded query sizes", &shown, |e| &e.query_sizes).map_err(failed)?;
+    histogram(&top, "padded query sizes", &shown, |e| &e.query_sizes)?;
     histogram(&bottom, "padded response sizes", &shown, |e| {
         &e.response_sizes
-    })
-    .map_err(failed)?;
-    root.present().map_err(|e| failed(e.to_string()))
+    })?;
+    root.present()?;
+    Ok(())
 }
 
 /// Indices of the policies no other beats on both counts (lower or equal
@@ -86,7 +92,7 @@ pub(super) fn pareto_front(evaluations: &[Evaluation]) -> Vec<usize> {
         .collect()
 }
 
-fn scatter(area: &Area<'_>, evaluations: &[Evaluation], front: &[usize]) -> Result<(), String> {
+fn scatter(area: &Area<'_>, evaluations: &[Evaluation], front: &[usize]) -> Result<(), DrawError> {
     let max_beta = evaluations.iter().map(|e| e.beta).fold(1.0, f64::max);
     let min_phi = evaluations.iter().map(|e| e.phi).fold(1.0, f64::min);
     let mut chart = ChartBuilder::on(area)
@@ -97,32 +103,26 @@ fn scatter(area: &Area<'_>, evaluations: &[Evaluation], front: &[usize]) -> Resu
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.95..max_beta * 1.08, (min_phi / 1.5..1.2).log_scale())
-        .map_err(|e| e.to_string())?;
+        .build_cartesian_2d(0.95..max_beta * 1.08, (min_phi / 1.5..1.2).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("beta: padded / unpadded octets")
         .y_desc("phi (log scale)")
         .x_label_formatter(&|beta| format!("{beta:.1}"))
         .y_label_formatter(&|phi| format!("{phi:.3}"))
-        .draw()
-        .map_err(|e| e.to_string())?;
+        .draw()?;
     let point = |e: &Evaluation| (e.beta, e.phi);
-    chart
-        .draw_series(LineSeries::new(
-            front.iter().map(|&i| point(&evaluations[i])),
-            FRONT.stroke_width(2),
-        ))
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(evaluations.iter().enumerate().map(|(i, e)| {
-            let style = match front.contains(&i) {
-                true => FRONT.filled(),
-                false => OFF_FRONT.stroke_width(1),
-            };
-            Circle::new(point(e), 4, style)
-        }))
-        .map_err(|e| e.to_string())?;
+    chart.draw_series(LineSeries::new(
+        front.iter().map(|&i| point(&evaluations[i])),
+        FRONT.stroke_width(2),
+    ))?;
+    chart.draw_series(evaluations.iter().enumerate().map(|(i, e)| {
+        let style = match front.contains(&i) {
+            true => FRONT.filled(),
+            false => OFF_FRONT.stroke_width(1),
+        };
+        Circle::new(point(e), 4, style)
+    }))?;
     label_front(&mut chart, evaluations, front)
 }
 
@@ -134,14 +134,12 @@ fn label_front(
     >,
     evaluations: &[Evaluation],
     front: &[usize],
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let font = ("sans-serif", 12).into_font().color(&BLACK);
-    chart
-        .draw_series(front.iter().map(|&i| {
-            let e = &evaluations[i];
-            Text::new(format!(" {}", e.policy), (e.beta, e.phi), font.clone())
-        }))
-        .map_err(|e| e.to_string())?;
+    chart.draw_series(front.iter().map(|&i| {
+        let e = &evaluations[i];
+        Text::new(format!(" {}", e.policy), (e.beta, e.phi), font.clone())
+    }))?;
     Ok(())
 }
 
@@ -150,7 +148,7 @@ fn histogram(
     caption: &str,
     shown: &[&Evaluation],
     sizes: impl Fn(&Evaluation) -> &Vec<(usize, f64)>,
-) -> Result<(), String> {
+) -> Result<(), DrawError> {
     let max_size = shown
         .iter()
         .flat_map(|e| sizes(e).iter().map(|(size, _)| *size))
@@ -165,25 +163,21 @@ fn histogram(
         .margin(8)
         .x_label_area_size(30)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..max_size as f64 * 1.05, 0.0..max_count * 1.1)
-        .map_err(|e| e.to_string())?;
+        .build_cartesian_2d(0.0..max_size as f64 * 1.05, 0.0..max_count * 1.1)?;
     chart
         .configure_mesh()
         .x_desc("octets")
         .y_desc("messages")
         .x_label_formatter(&|size| format!("{size:.0}"))
         .y_label_formatter(&|count| format!("{count:.0}"))
-        .draw()
-        .map_err(|e| e.to_string())?;
+        .draw()?;
     for (index, evaluation) in shown.iter().enumerate() {
         let colour = HISTOGRAM[index % HISTOGRAM.len()];
         // Needles: one vertical line per padded size.
-        chart
-            .draw_series(sizes(evaluation).iter().map(|&(size, count)| {
-                let needle = vec![(size as f64, 0.0), (size as f64, count)];
-                PathElement::new(needle, colour.stroke_width(2))
-            }))
-            .map_err(|e| e.to_string())?;
+        chart.draw_series(sizes(evaluation).iter().map(|&(size, count)| {
+            let needle = vec![(size as f64, 0.0), (size as f64, count)];
+            PathElement::new(needle, colour.stroke_width(2))
+        }))?;
         let name = match index {
             0 => "unpadded".to_owned(),
             _ => evaluation.policy.to_string(),
@@ -193,8 +187,7 @@ fn histogram(
             name,
             (area.dim_in_pixel().0 as i32 - 180 + x, y),
             ("sans-serif", 12).into_font().color(&colour),
-        ))
-        .map_err(|e| e.to_string())?;
+        ))?;
     }
     Ok(())
 }
