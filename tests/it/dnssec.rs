@@ -250,7 +250,9 @@ async fn ds_fetch_that_times_out_fails_with_no_reachable_authority() {
     let hierarchy = Hierarchy::shared();
     let script = hierarchy.script_silent_on("ecdsap256.tld.", RecordType::DS);
     let dotstub = Validating::with_script(script, SHORT_TIMEOUT_LINE).await;
-    let (reply, took) = dotstub.ask_timed(&dnssec_query("www.ecdsap256.tld.")).await;
+    let (reply, took) = dotstub
+        .ask_timed(&query_with_do("www.ecdsap256.tld.", RecordType::A))
+        .await;
     assert_unreachable(&reply, "ecdsap256.tld", took);
     let silenced = dotstub.asked_upstream(0, "ecdsap256.tld.", RecordType::DS);
     assert!(silenced, "the DS query was sent and left unanswered");
@@ -259,9 +261,9 @@ async fn ds_fetch_that_times_out_fails_with_no_reachable_authority() {
     // the answer cache) validates.
     dotstub.rig.upstream.set_script(hierarchy.script());
     let before = dotstub.rig.upstream.received().len();
-    let mut query = client::query("www.ecdsap256.tld.", RecordType::TXT);
-    query.edns.as_mut().unwrap().set_dnssec_ok(true);
-    let again = dotstub.ask(&query).await;
+    let again = dotstub
+        .ask(&query_with_do("www.ecdsap256.tld.", RecordType::TXT))
+        .await;
     assert_eq!(again.metadata.response_code, ResponseCode::NoError);
     assert!(again.metadata.authentic_data, "secure once reachable");
     let asked_again = dotstub.asked_upstream(before, "ecdsap256.tld.", RecordType::DS);
@@ -273,19 +275,25 @@ async fn dnskey_fetch_that_times_out_fails_with_no_reachable_authority() {
     let hierarchy = Hierarchy::shared();
     let script = hierarchy.script_silent_on("ed25519.tld.", RecordType::DNSKEY);
     let dotstub = Validating::with_script(script, SHORT_TIMEOUT_LINE).await;
-    let (reply, took) = dotstub.ask_timed(&dnssec_query("www.ed25519.tld.")).await;
+    let (reply, took) = dotstub
+        .ask_timed(&query_with_do("www.ed25519.tld.", RecordType::A))
+        .await;
     assert_unreachable(&reply, "ed25519.tld", took);
     let silenced = dotstub.asked_upstream(0, "ed25519.tld.", RecordType::DNSKEY);
     assert!(silenced, "the DNSKEY query was sent and left unanswered");
     // A zone whose keys do come is unaffected.
-    let other = dotstub.ask(&dnssec_query("www.ecdsap256.tld.")).await;
+    let other = dotstub
+        .ask(&query_with_do("www.ecdsap256.tld.", RecordType::A))
+        .await;
     assert!(other.metadata.authentic_data);
 }
 
 #[tokio::test]
 async fn warm_key_cache_asks_upstream_only_the_question() {
     let dotstub = Validating::start().await;
-    let first = dotstub.ask(&dnssec_query("www.nsec.tld.")).await;
+    let first = dotstub
+        .ask(&query_with_do("www.nsec.tld.", RecordType::A))
+        .await;
     assert!(
         first.metadata.authentic_data,
         "the zone's keys are now known"
@@ -298,9 +306,7 @@ async fn warm_key_cache_asks_upstream_only_the_question() {
     ];
     for (qname, qtype) in others {
         let before = dotstub.rig.upstream.received().len();
-        let mut query = client::query(qname, qtype);
-        query.edns.as_mut().unwrap().set_dnssec_ok(true);
-        let reply = dotstub.ask(&query).await;
+        let reply = dotstub.ask(&query_with_do(qname, qtype)).await;
         assert!(reply.metadata.authentic_data, "{qname} {qtype}: secure");
         let sent = dotstub.upstream_questions(before);
         assert_eq!(
@@ -378,13 +384,6 @@ async fn ttls_past_signatures(dotstub: &Validating, pick: impl Fn(&Case) -> bool
     }
     assert!(picked >= 2, "only {picked} short-lived cases");
     failures
-}
-
-/// An A query for `qname` with DO=1.
-fn dnssec_query(qname: &str) -> Message {
-    let mut query = client::query(qname, RecordType::A);
-    query.edns.as_mut().unwrap().set_dnssec_ok(true);
-    query
 }
 
 /// A SERVFAIL with EDE 22 naming `culprit`, in time: dotstub replies
