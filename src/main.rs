@@ -6,11 +6,13 @@
 //! not be written); 2 the configuration, the command line or an input
 //! trace (`padding eval`) was refused.
 
-use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
+mod args;
 
-use clap::{Parser, Subcommand};
+use std::{io::IsTerminal, process::ExitCode};
+
+use args::{Args, Command, Request};
 #[cfg(feature = "lab")]
-use dotstub::padding_lab::{self, EvalRequest, PolicyPair, Settings};
+use dotstub::padding_lab::{self, EvalRequest, Settings};
 use dotstub::{
     ErrorChain, RunError, Server,
     config::{Config, ConfigError, LogLevel},
@@ -19,108 +21,42 @@ use dotstub::{
     padding_probe::{self, ProbeOptions},
 };
 
-/// A DNS-over-TLS privacy stub resolver.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// Configuration file (TOML); without it, the embedded default
-    /// configuration runs (see config/dotstub.toml).
-    #[arg(long, short, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Listen on ADDR:PORT instead of the configured addresses (repeat for more).
-    #[arg(long, value_name = "ADDR:PORT")]
-    listen: Vec<SocketAddr>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the resolver (the default).
-    Run,
-    /// Check a configuration file and print the configuration in effect.
-    CheckConfig {
-        /// The file to check.
-        file: PathBuf,
-    },
-    /// Resolve one question through the configured upstreams and print the
-    /// answer, the upstream that gave it and the round-trip time.
-    Query {
-        /// Domain name to look up.
-        name: String,
-        /// Record type: a mnemonic (A, AAAA, MX, ...) or a number.
-        #[arg(default_value = "A")]
-        qtype: String,
-    },
-    /// Padding research: measure what padding policies cost and show.
-    Padding {
-        #[command(subcommand)]
-        command: PaddingCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum PaddingCommand {
-    /// Measure padding policies on a trace of DNS transactions: what each
-    /// costs in octets (beta) and how much it still leaks (phi, distinct
-    /// size pairs, entropy, unique share). Formulas: docs/padding.md.
-    #[cfg(feature = "lab")]
-    Eval(EvalArgs),
-    /// Send names through every configured upstream under each policy,
-    /// over real TLS, and report the query and answer sizes on the wire
-    /// (DNS and TLS records), the upstream's answer padding and the
-    /// round-trip times. Bypasses the cache: every name goes upstream.
-    Probe {
-        /// A padding policy to probe (repeat for more): none, block:N,
-        /// max:N, random:N or random-block:N:K. Default: none, block:128,
-        /// block:468, random:128, random-block:128:2 and max:1232.
-        #[arg(long = "policy", value_name = "POLICY")]
-        policies: Vec<PaddingPolicy>,
-        /// File of names, one per line (# starts a comment). Default: a
-        /// built-in sample of 16 names.
-        #[arg(long, value_name = "FILE")]
-        names: Option<PathBuf>,
-        /// Record type asked for every name.
-        #[arg(long = "type", default_value = "A", value_name = "TYPE")]
-        qtype: String,
-    },
-}
-
-/// Arguments of `dotstub padding eval`.
-#[cfg(feature = "lab")]
-#[derive(Debug, clap::Args)]
-struct EvalArgs {
-    /// The trace: a CSV with the header qsize,rsize[,qopt,ropt], or a pcap
-    /// or pcapng capture of DNS over UDP and TCP port 53.
-    trace: PathBuf,
-    /// A policy pair QUERY[/RESPONSE] to measure (repeat for more), e.g.
-    /// none, block:128/468, max:1500/4096, random-block:128:2/468:1.
-    /// Default: a grid of RFC 8467's candidates.
-    #[arg(long = "policy", value_name = "QUERY[/RESPONSE]")]
-    policies: Vec<PolicyPair>,
-    /// Largest padded message in octets, queries and responses alike.
-    #[arg(long, default_value_t = 65_535, value_name = "OCTETS",
-          value_parser = clap::value_parser!(u16).range(512..))]
-    limit: u16,
-    /// Draws averaged for a random policy.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    runs: u32,
-    /// Seed of the first draw (draw k uses seed + k).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Print a JSON array, one object per policy, instead of the table.
-    #[arg(long)]
-    json: bool,
-    /// Also draw beta against phi and the padded size histograms into
-    /// this SVG file.
-    #[arg(long, value_name = "FILE.svg")]
-    plot: Option<PathBuf>,
-}
-
 /// The static musl build's allocator (see Cargo.toml).
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Makes mimalloc reserve address space 64 MiB at a time instead of 1 GiB
+/// (on 64-bit targets; 128 MiB on 32-bit ones), unless
+/// `MIMALLOC_ARENA_RESERVE` says otherwise. mimalloc keeps bitmaps sized
+/// by the arena: a 1 GiB one costs 0.16 MiB of resident memory, more than
+/// a router's dotstub allocates at start, and 1 GiB of address space is a
+/// third of what a 32-bit process has. More arenas come as they are needed.
+/// Called first, before anything is allocated.
+#[cfg(target_env = "musl")]
+#[allow(unsafe_code)]
+fn size_allocator_arenas() {
+    use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
+
+    /// `mi_option_arena_reserve` (mimalloc.h; the bindings stop before
+    /// it), in KiB.
+    const ARENA_RESERVE: mi_option_t = 23;
+    const DEFAULT_KIB: std::ffi::c_long = if cfg!(target_pointer_width = "64") {
+        1 << 20
+    } else {
+        128 << 10
+    };
+    const ROUTER_KIB: std::ffi::c_long = 64 << 10;
+    // SAFETY: mimalloc's option calls take any option below its last and
+    // may be made at any time; the check that the option holds its
+    // default keeps a user's setting, and guards against another
+    // mimalloc numbering its options differently.
+    unsafe {
+        if mi_option_get(ARENA_RESERVE) == DEFAULT_KIB {
+            mi_option_set(ARENA_RESERVE, ROUTER_KIB);
+        }
+    }
+}
 
 /// Exit code when dotstub could not run.
 const EXIT_FAILURE: u8 = 1;
@@ -128,26 +64,33 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    #[cfg(target_env = "musl")]
+    size_allocator_arenas();
+    let args = match args::parse(std::env::args_os().skip(1)) {
+        Ok(Request::Run(args)) => args,
+        Ok(Request::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("dotstub: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     match args.command {
-        Some(Command::CheckConfig { ref file }) => check_config(file),
-        Some(Command::Query {
+        Command::CheckConfig { ref file } => check_config(file),
+        Command::Query {
             ref name,
             ref qtype,
-        }) => query(&args, name, qtype),
-        Some(Command::Padding {
-            command:
-                PaddingCommand::Probe {
-                    ref policies,
-                    ref names,
-                    ref qtype,
-                },
-        }) => padding_probe(&args, policies, names.as_deref(), qtype),
+        } => query(&args, name, qtype),
+        Command::PaddingProbe {
+            ref policies,
+            ref names,
+            ref qtype,
+        } => padding_probe(&args, policies, names.as_deref(), qtype),
         #[cfg(feature = "lab")]
-        Some(Command::Padding {
-            command: PaddingCommand::Eval(ref eval),
-        }) => padding_eval(eval),
-        Some(Command::Run) | None => run(&args),
+        Command::PaddingEval(ref eval) => padding_eval(eval),
+        Command::Run => run(&args),
     }
 }
 
@@ -177,7 +120,7 @@ fn query(args: &Args, name: &str, qtype: &str) -> ExitCode {
 }
 
 #[cfg(feature = "lab")]
-fn padding_eval(args: &EvalArgs) -> ExitCode {
+fn padding_eval(args: &args::EvalArgs) -> ExitCode {
     let request = EvalRequest {
         trace: args.trace.clone(),
         policies: args.policies.clone(),

@@ -3,10 +3,13 @@
 //! shares. Values that need checking beyond their TOML type stay
 //! `Spanned<String>` here so [`super::validate`] can point at them.
 
-use std::time::Duration;
+use std::{ops::Range, time::Duration};
 
 use serde::Deserialize;
-use toml::Spanned;
+use toml::{
+    Spanned,
+    de::{DeTable, DeValue},
+};
 
 use super::{ConfigError, Problem};
 
@@ -330,15 +333,45 @@ mod seconds {
 /// Reads `text` into the raw tables; a TOML or type error becomes one
 /// [`Problem`] naming the key path and the position.
 pub(super) fn parse(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
-    let deserializer = toml::de::Deserializer::parse(text).map_err(|err| {
-        let problem = Problem::new("", err.message()).at_span(text, err.span());
+    let refuse = |key: &str, error: &toml::de::Error| {
+        let problem = Problem::new(key, error.message()).at_span(text, error.span());
         ConfigError::invalid(origin, vec![problem])
-    })?;
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let key = err.path().to_string();
-        let inner = err.into_inner();
-        let key = if key == "." { String::new() } else { key };
-        let problem = Problem::new(&key, inner.message()).at_span(text, inner.span());
-        ConfigError::invalid(origin, vec![problem])
+    };
+    let document = DeTable::parse(text).map_err(|error| refuse("", &error))?;
+    RawConfig::deserialize(toml::de::Deserializer::from(document)).map_err(|error| {
+        // The error has the span of the value (or key, or table) refused;
+        // the document, read again, tells whose it is.
+        let key = match (DeTable::parse(text), error.span()) {
+            (Ok(document), Some(span)) => key_at(document.get_ref(), &span).unwrap_or_default(),
+            _ => String::new(),
+        };
+        refuse(&key, &error)
     })
+}
+
+/// The path (`upstream[0].address`) of the innermost key or value of
+/// `table` whose text holds `span`.
+fn key_at(table: &DeTable<'_>, span: &Range<usize>) -> Option<String> {
+    table.iter().find_map(|(key, value)| {
+        let path = key.get_ref().to_string();
+        path_in(value, span, path.clone()).or_else(|| holds(key.span(), span).then_some(path))
+    })
+}
+
+/// `path` extended to the innermost part of `value` holding `span`, or
+/// `path` itself if only the value as a whole holds it.
+fn path_in(value: &Spanned<DeValue<'_>>, span: &Range<usize>, path: String) -> Option<String> {
+    let inner = match value.get_ref() {
+        DeValue::Table(table) => key_at(table, span).map(|key| format!("{path}.{key}")),
+        DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| path_in(item, span, format!("{path}[{index}]"))),
+        _ => None,
+    };
+    inner.or_else(|| holds(value.span(), span).then_some(path))
+}
+
+fn holds(outer: Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
 }

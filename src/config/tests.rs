@@ -135,7 +135,30 @@ fn wrong_type_is_named() {
     let text = format!("{MINIMAL}\n[forward]\ntimeout_ms = \"soon\"\n");
     let found = problems(&text);
     assert_eq!(found[0].key, "forward.timeout_ms");
-    assert!(found[0].position.is_some());
+    assert_eq!(found[0].position, Some((7, 14)));
+}
+
+#[test]
+fn errors_inside_arrays_and_inline_tables_name_the_whole_path() {
+    let second = format!("{MINIMAL}[[upstream]]\naddress = \"192.0.2.2\"\ntls_name = 7\n");
+    let found = problems(&second);
+    assert_eq!(
+        (found[0].key.as_str(), found[0].position),
+        ("upstream[1].tls_name", Some((7, 12)))
+    );
+    let inline = format!("cache = {{ max_bytes = \"big\" }}\n{MINIMAL}");
+    assert_eq!(problems(&inline)[0].key, "cache.max_bytes");
+    let listed = "[listen]\naddresses = [\"127.0.0.1:53\", 53]\n";
+    assert_eq!(problems(listed)[0].key, "listen.addresses[1]");
+    // A missing key is the table's problem.
+    let missing = "[[upstream]]\naddress = \"192.0.2.1\"\n";
+    let found = problems(missing);
+    assert_eq!(found[0].key, "upstream[0]");
+    assert!(
+        found[0].message.contains("missing field `tls_name`"),
+        "{}",
+        found[0].message
+    );
 }
 
 #[test]

@@ -27,6 +27,10 @@ const PORT_ZERO_ATTEMPTS: usize = 16;
 /// fits before the kernel drops any. The kernel caps it at
 /// net.core.rmem_max; it is a limit, not memory taken up front.
 const UDP_RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+/// Largest UDP reply that crosses every link unfragmented: the IPv6
+/// minimum MTU, 1280, less 48 octets of IPv6 and UDP headers (DNS flag
+/// day 2020). Over IPv4 (28 octets of headers) it fits with room to spare.
+const FITS_EVERY_LINK: u16 = 1232;
 
 /// A transport clients use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +102,7 @@ impl Listeners {
         let endpoints = config
             .addresses
             .iter()
-            .map(|&address| bind_endpoint(address, udp_workers.max(1)))
+            .map(|&address| bind_endpoint(address, udp_workers.max(1), config.max_udp_size))
             .collect::<Result<_, _>>()?;
         Ok(Self { endpoints })
     }
@@ -174,12 +178,16 @@ pub(crate) struct Context {
     pub shutdown: CancellationToken,
 }
 
-fn bind_endpoint(address: SocketAddr, udp_workers: usize) -> Result<Endpoint, BindError> {
+fn bind_endpoint(
+    address: SocketAddr,
+    udp_workers: usize,
+    max_udp_size: u16,
+) -> Result<Endpoint, BindError> {
     // A lone socket does without SO_REUSEPORT, so nothing can join it.
     let shared = udp_workers > 1;
     let bind_udp_group = |address| -> Result<Vec<_>, BindError> {
         (0..udp_workers)
-            .map(|_| bind_udp(address, shared))
+            .map(|_| bind_udp(address, shared, max_udp_size))
             .collect()
     };
     if address.port() != 0 {
@@ -226,11 +234,18 @@ fn new_socket(address: SocketAddr, proto: Proto) -> io::Result<Socket> {
     Ok(socket)
 }
 
-fn bind_udp(address: SocketAddr, shared: bool) -> Result<std::net::UdpSocket, BindError> {
+fn bind_udp(
+    address: SocketAddr,
+    shared: bool,
+    max_udp_size: u16,
+) -> Result<std::net::UdpSocket, BindError> {
     let bind = || {
         let socket = new_socket(address, Proto::Udp)?;
         // Best effort: a smaller buffer only means drops under bursts.
         let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+        if address.is_ipv4() && max_udp_size <= FITS_EVERY_LINK {
+            forbid_fragmenting(&socket)?;
+        }
         // One socket per UDP worker on the same address: the kernel spreads
         // clients over them, and no two workers share a queue. The TCP
         // listener, bound first without it, keeps a second dotstub out.
@@ -243,6 +258,44 @@ fn bind_udp(address: SocketAddr, shared: bool) -> Result<std::net::UdpSocket, Bi
         proto: Proto::Udp,
         source,
     })
+}
+
+/// Sends this IPv4 socket's datagrams with DF set, as RFC 9715 §3.1
+/// recommends for DNS responders: no reply is ever fragmented, so none
+/// can be spoofed by a forged fragment, and the kernel skips choosing an
+/// IP identification per datagram. Path MTU reports (forgeable ICMP) are
+/// ignored. Only for replies that fit every link: a larger one would be
+/// refused by the kernel instead of fragmented.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)]
+fn forbid_fragmenting(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    use nix::libc;
+
+    let mode: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: the descriptor is open (owned by `socket`), and the option
+    // value is a c_int that outlives the call, with its size passed.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&raw const mode).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere replies keep the system's default.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn forbid_fragmenting(_socket: &Socket) -> io::Result<()> {
+    Ok(())
 }
 
 fn bind_tcp(address: SocketAddr) -> Result<TcpListener, BindError> {
@@ -318,5 +371,40 @@ mod tests {
             }
         }
         assert_eq!(listeners.local_addrs().len(), 2);
+    }
+
+    /// The socket's IP_MTU_DISCOVER mode.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[allow(unsafe_code)]
+    fn fragmenting_mode(socket: &std::net::UdpSocket) -> nix::libc::c_int {
+        use std::os::fd::AsRawFd;
+
+        use nix::libc;
+
+        let mut mode: libc::c_int = -1;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an open descriptor, and a c_int buffer with its size.
+        let done = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&raw mut mode).cast(),
+                &raw mut len,
+            )
+        };
+        assert_eq!(done, 0, "{}", io::Error::last_os_error());
+        mode
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn ipv4_replies_carry_df_while_they_fit_every_link() {
+        let address = "127.0.0.1:0".parse().unwrap();
+        let small = bind_udp(address, false, 1232).unwrap();
+        assert_eq!(fragmenting_mode(&small), nix::libc::IP_PMTUDISC_PROBE);
+        // Larger replies may need fragmenting: the kernel's default stays.
+        let large = bind_udp(address, false, 4096).unwrap();
+        assert_ne!(fragmenting_mode(&large), nix::libc::IP_PMTUDISC_PROBE);
     }
 }
