@@ -2,7 +2,7 @@
 //! lower case (RFC 4343), the type and class, and the bits that change the
 //! answer (DO, CD). Built on the stack for a lookup; boxed only to insert.
 
-use crate::wire::Query;
+use crate::wire::{self, Query};
 
 /// Longest key: flags, a 255-octet name, type and class.
 const MAX_KEY: usize = 1 + 255 + 4;
@@ -48,7 +48,7 @@ impl KeyBuf {
         if query.checking_disabled() {
             self.bytes[0] |= CHECKING_DISABLED;
         }
-        self.bytes[1..self.len].copy_from_slice(question);
+        wire::copy(&mut self.bytes[1..self.len], question);
         self.bytes[1..1 + name_len].make_ascii_lowercase();
     }
 

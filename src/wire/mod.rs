@@ -37,7 +37,7 @@ pub(crate) use query::tests::query_bytes;
 pub use query::{ClientEdns, Query, QueryError, Question};
 pub use ttl::{Records, Section, read_ttl, write_ttl};
 pub use upstream_query::{UPSTREAM_UDP_SIZE, UpstreamQuestion, write_upstream_query};
-pub use writer::{Overflow, Writer, ensure_len};
+pub use writer::{Overflow, Writer, copy, ensure_len};
 
 /// Length of the fixed DNS header (RFC 1035 §4.1.1).
 pub const HEADER_LEN: usize = 12;
