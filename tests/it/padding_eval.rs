@@ -8,6 +8,7 @@
 
 use std::{
     collections::BTreeMap,
+    num::NonZeroU32,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
@@ -76,15 +77,47 @@ fn tiny_trace_gives_the_worked_example_of_the_docs() {
 }
 
 #[test]
-fn random_metrics_are_means_over_the_draws_within_their_bounds() {
-    let trace = Trace::read(&data("tiny.csv")).unwrap();
-    let random = eval(&trace, "random-block:128:1/468:1");
-    assert_eq!(random.runs, 20);
-    // Four transactions: 1 to 4 distinct pairs, at most 2 bits.
-    assert!((1.0..=4.0).contains(&random.distinct));
-    assert!((0.0..=2.0).contains(&random.entropy_bits));
-    assert!((0.0..=1.0).contains(&random.unique_share));
-    assert_eq!(random, eval(&trace, "random-block:128:1/468:1"), "seeded");
+fn random_metrics_are_the_means_of_single_draws() {
+    let trace = Trace::read(&data("pcpp_DnsPackets.csv")).unwrap();
+    let policy: PolicyPair = "random:16/32".parse().unwrap();
+    let averaged = evaluate(&trace, &policy, &Settings::default());
+    assert_eq!(averaged.runs, 20);
+    // Draw k of the 20 is the single draw seeded k.
+    let draws: Vec<Evaluation> = (0..20)
+        .map(|seed| {
+            let single = Settings {
+                runs: NonZeroU32::MIN,
+                seed,
+                ..Settings::default()
+            };
+            evaluate(&trace, &policy, &single)
+        })
+        .collect();
+    let metrics: [(&str, fn(&Evaluation) -> f64); 3] = [
+        ("distinct", |e| e.distinct),
+        ("entropy_bits", |e| e.entropy_bits),
+        ("unique_share", |e| e.unique_share),
+    ];
+    for (name, metric) in metrics {
+        let values: Vec<f64> = draws.iter().map(metric).collect();
+        // The draws differ, so a mean over them is not any one of them.
+        assert!(
+            values.iter().any(|&v| v != values[0]),
+            "{name}: every draw gave {}",
+            values[0]
+        );
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        assert!(
+            (metric(&averaged) - mean).abs() < 1e-9,
+            "{name}: {} against the mean of the draws {mean}",
+            metric(&averaged)
+        );
+    }
+    assert_eq!(
+        averaged,
+        evaluate(&trace, &policy, &Settings::default()),
+        "seeded"
+    );
 }
 
 //---- Captures ----
