@@ -173,9 +173,12 @@ impl Miss {
         tracker.spawn(async move {
             let mut out = Vec::new();
             let resolver = &self.context.resolver;
-            let answered = resolver
-                .answer_later(&packet, Transport::Udp, self.stale, &mut out)
-                .await;
+            // Boxed, so the task stays small: the resolution's state
+            // (over a kilobyte) is then written once, not moved with the
+            // task as it is spawned, polled and completed.
+            let answered =
+                Box::pin(resolver.answer_later(&packet, Transport::Udp, self.stale, &mut out))
+                    .await;
             if let Some(reply) = answered.and_then(|len| out.get(..len)) {
                 let sent =
                     send_retrying(|| send_now(self.socket.get_ref(), reply, self.peer)).await;

@@ -346,11 +346,16 @@ impl Resolver {
                             deadline,
                             counters: &self.metrics.dnssec,
                         };
-                        let judged = secure::judge(validator, &fetch, query, exchange.reply.answer);
-                        tokio::time::timeout_at(deadline.into(), judged)
-                            .await
-                            .unwrap_or_else(|_elapsed| secure::out_of_time(query))
-                            .ok_or(ResolveError::Unreachable)?
+                        // Boxed: validation's state is 3 KB, and every miss's
+                        // task would carry (and move) it, validating or not.
+                        Box::pin(secure::judge(
+                            validator,
+                            &fetch,
+                            query,
+                            exchange.reply.answer,
+                        ))
+                        .await
+                        .ok_or(ResolveError::Unreachable)?
                     }
                     None => exchange.reply.answer,
                 },

@@ -54,7 +54,9 @@ impl Fetch for PoolFetch<'_> {
     }
 }
 
-/// What `query`'s client gets of `answer`, validated by `validator`.
+/// What `query`'s client gets of `answer`, validated by `validator`
+/// within `fetch`'s deadline: SERVFAIL, counted as indeterminate, when
+/// validation does not end by then.
 pub async fn judge(
     validator: &Validator,
     fetch: &PoolFetch<'_>,
@@ -75,7 +77,12 @@ pub async fn judge(
     };
     let question = message.queries.first()?;
     let (qname, qtype) = (question.name(), question.query_type());
-    let validated = validator.validate(qname, qtype, &message, fetch).await;
+    let validation = validator.validate(qname, qtype, &message, fetch);
+    let Ok(validated) = tokio::time::timeout_at(fetch.deadline.into(), validation).await else {
+        // The DS and DNSKEY fetches did not end in the query's time.
+        counters.indeterminate.inc();
+        return out_of_time(query);
+    };
     debug!(verdict = ?validated.verdict, "validated");
     match &validated.verdict {
         Verdict::Secure => {
@@ -138,7 +145,7 @@ fn for_client(
 }
 
 /// SERVFAIL for `query` when validation ran out of the query's time.
-pub fn out_of_time(query: &Query<'_>) -> Option<Answer> {
+fn out_of_time(query: &Query<'_>) -> Option<Answer> {
     let reason = "DS and DNSKEY fetches did not finish within the timeout";
     Answer::servfail(query.question(), (ede::NO_REACHABLE_AUTHORITY, reason)).ok()
 }

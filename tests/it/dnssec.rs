@@ -254,6 +254,7 @@ async fn ds_fetch_that_times_out_fails_with_no_reachable_authority() {
         .ask_timed(&query_with_do("www.ecdsap256.tld.", RecordType::A))
         .await;
     assert_unreachable(&reply, "ecdsap256.tld", took);
+    assert_eq!(dotstub.rig.dotstub.metrics.dnssec.indeterminate.get(), 1);
     let silenced = dotstub.asked_upstream(0, "ecdsap256.tld.", RecordType::DS);
     assert!(silenced, "the DS query was sent and left unanswered");
     // The validator does not remember the failure: once the upstream
@@ -279,6 +280,7 @@ async fn dnskey_fetch_that_times_out_fails_with_no_reachable_authority() {
         .ask_timed(&query_with_do("www.ed25519.tld.", RecordType::A))
         .await;
     assert_unreachable(&reply, "ed25519.tld", took);
+    assert_eq!(dotstub.rig.dotstub.metrics.dnssec.indeterminate.get(), 1);
     let silenced = dotstub.asked_upstream(0, "ed25519.tld.", RecordType::DNSKEY);
     assert!(silenced, "the DNSKEY query was sent and left unanswered");
     // A zone whose keys do come is unaffected.

@@ -93,7 +93,8 @@ fn random_metrics_are_the_means_of_single_draws() {
             evaluate(&trace, &policy, &single)
         })
         .collect();
-    let metrics: [(&str, fn(&Evaluation) -> f64); 3] = [
+    type Metric = fn(&Evaluation) -> f64;
+    let metrics: [(&str, Metric); 3] = [
         ("distinct", |e| e.distinct),
         ("entropy_bits", |e| e.entropy_bits),
         ("unique_share", |e| e.unique_share),
