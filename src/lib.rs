@@ -35,6 +35,7 @@ pub mod padding;
 pub mod padding_lab;
 pub mod padding_probe;
 pub mod resolver;
+mod text_table;
 pub mod upstream;
 pub mod wire;
 

@@ -331,20 +331,8 @@ impl fmt::Display for ProbeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut table = vec![HEADINGS.map(str::to_owned).to_vec()];
         table.extend(self.rows.iter().map(ProbeRow::cells));
-        let widths: Vec<usize> = (0..HEADINGS.len())
-            .map(|column| table.iter().map(|row| row[column].len()).max().unwrap_or(0))
-            .collect();
-        for row in &table {
-            let mut line = String::new();
-            for (column, (cell, width)) in row.iter().zip(&widths).enumerate() {
-                let gap = if column == 0 { "" } else { "  " };
-                match column {
-                    0 | 1 => line.push_str(&format!("{gap}{cell:<width$}")),
-                    _ => line.push_str(&format!("{gap}{cell:>width$}")),
-                }
-            }
-            writeln!(f, "{}", line.trim_end())?;
-        }
+        // Upstream and policy left-aligned, the figures right-aligned.
+        f.write_str(&crate::text_table::aligned(&table, 2))?;
         f.write_str(LEGEND)?;
         let mut upstreams: Vec<(&str, usize)> = Vec::new();
         for row in &self.rows {

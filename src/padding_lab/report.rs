@@ -24,27 +24,10 @@ const COLUMNS: [&str; 9] = [
 /// One line per policy under a heading, columns aligned; random policies
 /// are marked with the number of draws averaged.
 pub fn table(evaluations: &[Evaluation]) -> String {
-    let rows: Vec<[String; 9]> = evaluations.iter().map(cells).collect();
-    let mut widths = COLUMNS.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    let heading = COLUMNS.map(str::to_owned);
-    for row in std::iter::once(&heading).chain(&rows) {
-        let mut line = String::new();
-        for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
-            // Policy names read best left-aligned, numbers right-aligned.
-            let _ = match column {
-                0 => write!(line, "{cell:<width$}"),
-                _ => write!(line, "  {cell:>width$}"),
-            };
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    let mut rows = vec![COLUMNS.map(str::to_owned)];
+    rows.extend(evaluations.iter().map(cells));
+    // Policy names read best left-aligned, numbers right-aligned.
+    let mut out = crate::text_table::aligned(&rows, 1);
     if evaluations.iter().any(|e| e.runs > 1) {
         let runs = evaluations.iter().map(|e| e.runs).max().unwrap_or(1);
         let _ = writeln!(
