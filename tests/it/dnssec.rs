@@ -4,8 +4,9 @@
 //! CD=1. Each case of `signed::CASES` must end in its rcode, AD bit and
 //! Extended DNS Error; clients without DO see no DNSSEC records; CD=1 gets
 //! the data unchecked; upstream queries ask for DO=1 and CD=1; a DS or
-//! DNSKEY fetch that times out fails with No Reachable Authority; a warm
-//! key cache asks upstream only the question; no TTL outlives the
+//! DNSKEY fetch that times out fails with No Reachable Authority (and is
+//! counted indeterminate); simultaneous queries into a cold zone fetch its
+//! keys once; a warm key cache asks upstream only the question; no TTL outlives the
 //! signatures it rests on.
 
 use std::io::Write;
@@ -13,6 +14,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::join_all;
 use hickory_proto::dnssec::rdata::{DNSSECRData, RRSIG};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, CNAME, NS};
@@ -288,6 +290,47 @@ async fn dnskey_fetch_that_times_out_fails_with_no_reachable_authority() {
         .ask(&query_with_do("www.ecdsap256.tld.", RecordType::A))
         .await;
     assert!(other.metadata.authentic_data);
+}
+
+#[tokio::test]
+async fn simultaneous_queries_into_a_cold_zone_fetch_its_keys_once() {
+    let dotstub = Validating::start().await;
+    let questions = [
+        ("www.nsec.tld.", RecordType::A),
+        ("www.nsec.tld.", RecordType::TXT),
+        ("nx.nsec.tld.", RecordType::A),
+        ("x.w.nsec.tld.", RecordType::A),
+        ("ent.nsec.tld.", RecordType::A),
+        ("ns.nsec.tld.", RecordType::A),
+    ];
+    let queries: Vec<Message> = questions
+        .iter()
+        .map(|&(qname, qtype)| query_with_do(qname, qtype))
+        .collect();
+    let replies = join_all(queries.iter().map(|query| dotstub.ask(query))).await;
+    for ((qname, qtype), reply) in questions.iter().zip(&replies) {
+        assert!(reply.metadata.authentic_data, "{qname} {qtype}: secure");
+    }
+    // Every key and DS on the way down was asked for once, by whichever
+    // query needed it first; the others waited for it.
+    let sent = dotstub.upstream_questions(0);
+    for key in [
+        (".", RecordType::DNSKEY),
+        ("tld.", RecordType::DS),
+        ("tld.", RecordType::DNSKEY),
+        ("nsec.tld.", RecordType::DS),
+        ("nsec.tld.", RecordType::DNSKEY),
+    ] {
+        let asked = sent
+            .iter()
+            .filter(|&sent| *sent == (key.0.to_owned(), key.1))
+            .count();
+        assert_eq!(
+            asked, 1,
+            "{} {}: asked {asked} times in {sent:?}",
+            key.0, key.1
+        );
+    }
 }
 
 #[tokio::test]
