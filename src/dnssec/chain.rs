@@ -414,10 +414,7 @@ pub fn verified_denial<'m>(
         if proves && set.sigs.iter().any(|sig| sig.input().signer_name == *zone) {
             let signed = set.verify(keys, zone, now)?;
             ttl = ttl.min(ttl_until(set, signed, now));
-            let left = |signed: Signed| signed.expiration.wrapping_sub(now);
-            if expiration.is_none_or(|first| left(signed) < left(first)) {
-                expiration = Some(signed);
-            }
+            expiration = Some(signed.earliest(expiration, now));
             sets.push(set);
         }
     }

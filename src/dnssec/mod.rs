@@ -126,7 +126,10 @@ impl Validator {
             checked: RefCell::default(),
         };
         let verdict = check.response(qname, qtype, response).await;
-        let valid_for = check.expiration.get().map(|e| e.wrapping_sub(check.now));
+        let valid_for = check
+            .expiration
+            .get()
+            .map(|signed| signed.expiration.wrapping_sub(check.now));
         Validated {
             verdict,
             valid_for,
@@ -146,7 +149,7 @@ struct Check<'a, 'm, F> {
     /// borrowed from the message are read while it is updated). Cells are
     /// not `Sync`, so the async methods take `&mut self`: a future holding
     /// `&mut Check` stays `Send`.
-    expiration: Cell<Option<u32>>,
+    expiration: Cell<Option<Signed>>,
     /// The RRsets checked so far (a `RefCell`, for the same reason).
     checked: RefCell<Vec<(Name, RecordType)>>,
 }
@@ -338,11 +341,7 @@ impl<F: Fetch> Check<'_, '_, F> {
     }
 
     fn used(&self, signed: Signed) {
-        let left = |expiration: u32| expiration.wrapping_sub(self.now);
-        let earliest = match self.expiration.get() {
-            Some(first) if left(first) <= left(signed.expiration) => first,
-            _ => signed.expiration,
-        };
+        let earliest = signed.earliest(self.expiration.get(), self.now);
         self.expiration.set(Some(earliest));
     }
 }

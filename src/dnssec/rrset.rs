@@ -42,6 +42,17 @@ pub struct Signed {
 }
 
 impl Signed {
+    /// Whichever of this signature and `other` expires first, as seen
+    /// from `now` (expirations compare as time left, mod 2^32: RFC 4034
+    /// §3.1.5); `other` when both expire together.
+    pub fn earliest(self, other: Option<Signed>, now: u32) -> Signed {
+        let left = |signed: Signed| signed.expiration.wrapping_sub(now);
+        match other {
+            Some(other) if left(other) <= left(self) => other,
+            _ => self,
+        }
+    }
+
     /// The closest encloser of a wildcard-expanded `owner`: the wildcard's
     /// parent; `None` when the owner was not expanded.
     pub fn wildcard_parent(&self, owner: &Name) -> Option<Name> {
@@ -246,6 +257,19 @@ mod tests {
     use hickory_proto::dnssec::PublicKeyBuf;
 
     use super::*;
+
+    #[test]
+    fn earliest_signature_counts_time_left_across_the_wrap() {
+        let at = |expiration: u32| Signed {
+            expiration,
+            labels: 2,
+        };
+        let now = u32::MAX - 100;
+        // 50 s left against 200 s left (past 2^32): the first.
+        assert_eq!(at(now + 50).earliest(Some(at(99)), now), at(now + 50));
+        assert_eq!(at(99).earliest(Some(at(now + 50)), now), at(now + 50));
+        assert_eq!(at(99).earliest(None, now), at(99));
+    }
 
     fn ed448_key(public_hex: &str) -> DNSKEY {
         let public = HEXLOWER.decode(public_hex.as_bytes()).unwrap();
