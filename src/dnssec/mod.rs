@@ -20,7 +20,6 @@ mod rrset;
 mod verdict;
 
 use std::{
-    cell::{Cell, RefCell},
     future::Future,
     num::NonZeroUsize,
     time::{SystemTime, UNIX_EPOCH},
@@ -122,18 +121,17 @@ impl Validator {
             fetch,
             now: unix_now(),
             authority: rrsets(&response.authorities),
-            expiration: Cell::new(None),
-            checked: RefCell::default(),
+            used: Used::default(),
         };
         let verdict = check.response(qname, qtype, response).await;
         let valid_for = check
+            .used
             .expiration
-            .get()
             .map(|signed| signed.expiration.wrapping_sub(check.now));
         Validated {
             verdict,
             valid_for,
-            checked: check.checked.into_inner(),
+            checked: check.used.checked,
         }
     }
 }
@@ -145,13 +143,52 @@ struct Check<'a, 'm, F> {
     /// Seconds since the epoch, mod 2^32 (RFC 4034 §3.1.5).
     now: u32,
     authority: Vec<RrSet<'m>>,
-    /// The earliest expiration of the signatures used (a `Cell`: proofs
-    /// borrowed from the message are read while it is updated). Cells are
-    /// not `Sync`, so the async methods take `&mut self`: a future holding
-    /// `&mut Check` stays `Send`.
-    expiration: Cell<Option<Signed>>,
-    /// The RRsets checked so far (a `RefCell`, for the same reason).
-    checked: RefCell<Vec<(Name, RecordType)>>,
+    used: Used,
+}
+
+/// What a validation has relied on so far.
+#[derive(Debug, Default)]
+struct Used {
+    /// The signature that expires first.
+    expiration: Option<Signed>,
+    /// The RRsets checked, owner and type.
+    checked: Vec<(Name, RecordType)>,
+}
+
+impl Used {
+    /// Records that `name`/`rtype` verified, signed as `signed`.
+    fn signed(&mut self, name: &Name, rtype: RecordType, signed: Signed, now: u32) {
+        self.signature(signed, now);
+        self.checked(name, rtype);
+    }
+
+    /// Records a signature relied on: the answer lives no longer than it.
+    fn signature(&mut self, signed: Signed, now: u32) {
+        self.expiration = Some(signed.earliest(self.expiration, now));
+    }
+
+    fn checked(&mut self, name: &Name, rtype: RecordType) {
+        // `Name`'s equality ignores case: no lower-cased copy needed.
+        self.checked.push((name.clone(), rtype));
+    }
+
+    /// The denial proofs `zone` signed in `authority`, recorded as used:
+    /// their signatures bound the answer's lifetime like any other.
+    fn proofs<'s>(
+        &mut self,
+        zone: &Zone,
+        authority: &'s [RrSet<'s>],
+        now: u32,
+    ) -> Result<Denial<'s>, Failure> {
+        let proofs = verified_denial(&zone.apex, &zone.keys, authority, now)?;
+        if let Some(signed) = proofs.expiration {
+            self.signature(signed, now);
+        }
+        for (name, rtype) in proofs.sets {
+            self.checked(name, rtype);
+        }
+        Ok(proofs.denial)
+    }
 }
 
 impl<F: Fetch> Check<'_, '_, F> {
@@ -188,7 +225,7 @@ impl<F: Fetch> Check<'_, '_, F> {
                 if let Some(cname) = exact(RecordType::CNAME) {
                     match cname.records.first().map(|r| &r.data) {
                         Some(RData::CNAME(said)) if said.0 == target => {
-                            self.check(&sname, RecordType::CNAME);
+                            self.used.checked(&sname, RecordType::CNAME);
                         }
                         _ => {
                             let reason = "CNAME does not follow from the DNAME";
@@ -240,8 +277,7 @@ impl<F: Fetch> Check<'_, '_, F> {
         };
         match set.verify(&zone.keys, &zone.apex, self.now) {
             Ok(signed) => {
-                self.used(signed);
-                self.check(set.name, set.rtype);
+                self.used.signed(set.name, set.rtype, signed, self.now);
                 match signed.wildcard_parent(set.name) {
                     Some(parent) => self.wildcard(&zone, sname, &parent),
                     None => Verdict::Secure,
@@ -254,7 +290,7 @@ impl<F: Fetch> Check<'_, '_, F> {
     /// Proof that `sname`, answered from the wildcard below `parent`, has
     /// no records of its own.
     fn wildcard(&mut self, zone: &Zone, sname: &Name, parent: &Name) -> Verdict {
-        let denial = match self.proofs(zone) {
+        let denial = match self.used.proofs(zone, &self.authority, self.now) {
             Ok(denial) => denial,
             Err(failure) => return Verdict::Bogus(failure),
         };
@@ -283,7 +319,7 @@ impl<F: Fetch> Check<'_, '_, F> {
         if let Err(failure) = self.soa(&zone) {
             return Verdict::Bogus(failure);
         }
-        let denial = match self.proofs(&zone) {
+        let denial = match self.used.proofs(&zone, &self.authority, self.now) {
             Ok(denial) => denial,
             Err(failure) => return Verdict::Bogus(failure),
         };
@@ -295,37 +331,18 @@ impl<F: Fetch> Check<'_, '_, F> {
         self.proof(proof, sname)
     }
 
-    /// The proofs `zone` signed in the authority section; their signatures
-    /// bound the answer's lifetime like any other.
-    fn proofs(&self, zone: &Zone) -> Result<Denial<'_>, Failure> {
-        let proofs = verified_denial(&zone.apex, &zone.keys, &self.authority, self.now)?;
-        if let Some(signed) = proofs.expiration {
-            self.used(signed);
-        }
-        for (name, rtype) in proofs.sets {
-            self.check(name, rtype);
-        }
-        Ok(proofs.denial)
-    }
-
     /// Checks the signature of `zone`'s SOA in the authority section, when
     /// there is one: its TTL sets how long the denial is cached (RFC 2308).
-    fn soa(&self, zone: &Zone) -> Result<(), Failure> {
+    fn soa(&mut self, zone: &Zone) -> Result<(), Failure> {
         let soa = self
             .authority
             .iter()
             .find(|set| set.rtype == RecordType::SOA && *set.name == zone.apex);
         if let Some(set) = soa {
             let signed = set.verify(&zone.keys, &zone.apex, self.now)?;
-            self.used(signed);
-            self.check(set.name, set.rtype);
+            self.used.signed(set.name, set.rtype, signed, self.now);
         }
         Ok(())
-    }
-
-    fn check(&self, name: &Name, rtype: RecordType) {
-        // `Name`'s equality ignores case: no lower-cased copy needed.
-        self.checked.borrow_mut().push((name.clone(), rtype));
     }
 
     fn proof(&self, proof: Proof, sname: &Name) -> Verdict {
@@ -338,11 +355,6 @@ impl<F: Fetch> Check<'_, '_, F> {
                 sname,
             )),
         }
-    }
-
-    fn used(&self, signed: Signed) {
-        let earliest = signed.earliest(self.expiration.get(), self.now);
-        self.expiration.set(Some(earliest));
     }
 }
 
