@@ -139,6 +139,15 @@ impl Index {
         self.len += 1;
     }
 
+    /// Points `slot` at `location` instead, its flags cleared: the entry
+    /// moved within the pages. Its key, so its place in the table, is the
+    /// same.
+    pub(super) fn relocate(&mut self, slot: usize, location: Location) {
+        let value = self.slots[slot].load(Ordering::Relaxed);
+        let tag = value >> TAG_SHIFT << TAG_SHIFT;
+        self.slots[slot].store(tag | location.pack(), Ordering::Relaxed);
+    }
+
     /// Empties `slot` and shifts back the entries after it that may move
     /// closer to their home, so probes never stop at a hole too early.
     pub(super) fn remove(&mut self, slot: usize) {

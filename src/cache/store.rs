@@ -248,15 +248,23 @@ impl Shard {
             let Some((slot, value)) = self.index.find_location(tag, location) else {
                 continue;
             };
-            self.index.remove(slot);
             let times = entry.times();
             let servable = times.expires_at() >= horizon;
             if value & REFERENCED != 0 && servable {
                 let start = usize::from(location.offset);
                 self.scratch[kept..kept + entry.len()]
                     .copy_from_slice(&written[start..start + entry.len()]);
+                // Kept entries move down the page; an entry is never moved
+                // onto one not yet visited, so each is still found where
+                // it was.
+                let moved_to = Location {
+                    page: number as u16,
+                    offset: kept as u16,
+                };
+                self.index.relocate(slot, moved_to);
                 kept += entry.len();
             } else {
+                self.index.remove(slot);
                 counters.evictions.inc();
             }
         }
@@ -265,18 +273,6 @@ impl Shard {
         };
         page.bytes[..kept].copy_from_slice(&self.scratch[..kept]);
         page.fill = kept;
-        let mut offset = 0;
-        while let Some(entry) = EntryView::at(&page.bytes[..kept], offset) {
-            let tag = index::tag_of(self.hasher.hash_one(entry.key()));
-            self.index.insert(
-                tag,
-                Location {
-                    page: number as u16,
-                    offset: offset as u16,
-                },
-            );
-            offset += entry.len();
-        }
     }
 }
 

@@ -301,6 +301,46 @@ fn entries_hit_since_they_were_written_get_a_second_chance() {
 }
 
 #[test]
+fn entries_kept_through_recycling_answer_with_their_own_records() {
+    let (cache, counters) = cache(256 * 1024);
+    // Each popular name has a TTL of its own, to tell the answers apart.
+    let popular: Vec<(String, u32)> = (0..64)
+        .map(|i| (format!("popular{i}.example."), 3000 + i))
+        .collect();
+    let hit_all = || {
+        for (name, ttl) in &popular {
+            assert_eq!(fresh(&cache, name, 0).answers[0].ttl, *ttl, "{name}");
+        }
+    };
+    // Between never-hit names: when their page is recycled, those go and
+    // the popular ones move down the page.
+    for (i, (name, ttl)) in popular.iter().enumerate() {
+        store(
+            &cache,
+            &format!("filler{i}.example."),
+            ResponseCode::NoError,
+            300,
+            0,
+        );
+        store(&cache, name, ResponseCode::NoError, *ttl, 0);
+    }
+    for i in 0..20_000 {
+        if i % 500 == 0 {
+            hit_all();
+        }
+        store(
+            &cache,
+            &format!("once{i}.example."),
+            ResponseCode::NoError,
+            300,
+            0,
+        );
+    }
+    assert!(counters.evictions.get() > 10_000, "pages were recycled");
+    hit_all();
+}
+
+#[test]
 fn answer_bigger_than_an_entry_may_be_is_refused_and_counted() {
     let (cache, counters) = cache(1 << 20);
     let owner = Name::from_ascii("big.example.").unwrap();
