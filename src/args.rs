@@ -156,63 +156,70 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, lexopt
             (arg, _) => return Err(arg.unexpected()),
         }
     }
-    let command = command(place, &mut options)?;
+    let config = options.config.take();
+    let listen = std::mem::take(&mut options.listen);
+    let command = command(place, options)?;
     Ok(Request::Run(Args {
-        config: options.config,
-        listen: options.listen,
+        config,
+        listen,
         command,
     }))
 }
 
 /// The command at `place`, from its operands and options.
-fn command(place: Place, options: &mut Options) -> Result<Command, lexopt::Error> {
-    let operands = std::mem::take(&mut options.operands);
-    let mut operands = operands.into_iter();
-    let mut operand = |what: &str| -> Result<Option<OsString>, lexopt::Error> {
-        let next = operands.next();
-        if next.is_none() && !what.is_empty() {
-            return Err(format!("{} needs {what}\n\n{}", command_name(place), usage(place)).into());
-        }
-        Ok(next)
-    };
+fn command(place: Place, options: Options) -> Result<Command, lexopt::Error> {
+    let mut operands = options.operands.into_iter();
     let command = match place {
         Place::Top | Place::Run => Command::Run,
         Place::CheckConfig => Command::CheckConfig {
-            file: operand("FILE, the configuration file to check")?
-                .unwrap_or_default()
-                .into(),
+            file: required(
+                &mut operands,
+                place,
+                "FILE, the configuration file to check",
+            )?
+            .into(),
         },
         Place::Query => Command::Query {
-            name: operand("NAME, the domain name to look up")?
-                .unwrap_or_default()
-                .string()?,
-            qtype: operand("")?.map_or(Ok("A".to_owned()), ValueExt::string)?,
+            name: required(&mut operands, place, "NAME, the domain name to look up")?.string()?,
+            qtype: operands
+                .next()
+                .map_or(Ok("A".to_owned()), ValueExt::string)?,
         },
         Place::Padding => {
             return Err(format!("padding needs a command\n\n{}", usage(place)).into());
         }
         Place::PaddingProbe => Command::PaddingProbe {
-            policies: std::mem::take(&mut options.policies),
-            names: options.names.take(),
-            qtype: options.qtype.take().unwrap_or_else(|| "A".to_owned()),
+            policies: options.policies,
+            names: options.names,
+            qtype: options.qtype.unwrap_or_else(|| "A".to_owned()),
         },
         #[cfg(feature = "lab")]
         Place::PaddingEval => Command::PaddingEval(EvalArgs {
-            trace: operand("TRACE, the trace to measure")?
-                .unwrap_or_default()
-                .into(),
-            policies: std::mem::take(&mut options.pairs),
+            trace: required(&mut operands, place, "TRACE, the trace to measure")?.into(),
+            policies: options.pairs,
             limit: options.limit.unwrap_or(u16::MAX),
             runs: options.runs.unwrap_or(20),
             seed: options.seed.unwrap_or(0),
             json: options.json,
-            plot: options.plot.take(),
+            plot: options.plot,
         }),
     };
-    match operand("")? {
+    match operands.next() {
         Some(extra) => Err(lexopt::Error::UnexpectedArgument(extra)),
         None => Ok(command),
     }
+}
+
+/// The next of `operands`, which the command at `place` needs: `what`
+/// names it when it is missing.
+fn required(
+    operands: &mut impl Iterator<Item = OsString>,
+    place: Place,
+    what: &str,
+) -> Result<OsString, lexopt::Error> {
+    operands
+        .next()
+        .ok_or_else(|| format!("{} needs {what}\n\n{}", command_name(place), usage(place)).into())
 }
 
 /// The value of `option`, parsed as a `T`.
