@@ -2,7 +2,7 @@
 
 use std::{
     io::{self, IoSliceMut},
-    net::SocketAddr,
+    net::{SocketAddr, UdpSocket},
     os::fd::AsRawFd,
 };
 
@@ -32,14 +32,14 @@ impl Batch {
 
     /// Waits in the event loop for one datagram; 0 once the socket is shut
     /// down for reading.
-    pub(in crate::listen) async fn receive(&mut self, socket: &Socket) -> io::Result<usize> {
+    pub(in crate::listen) async fn receive(&mut self, socket: &mut Socket) -> io::Result<usize> {
         take_when_readable(socket, |socket| self.take(socket, MsgFlags::MSG_DONTWAIT)).await
     }
 
     /// Blocks the thread until a datagram arrives (at most the socket's
     /// receive timeout, then `WouldBlock`), and takes it.
-    pub(in crate::listen) fn receive_waiting(&mut self, socket: &Socket) -> io::Result<usize> {
-        self.take(socket, MsgFlags::empty())
+    pub(in crate::listen) fn receive_waiting(&mut self, socket: &mut Socket) -> io::Result<usize> {
+        self.take(socket.for_waiting(), MsgFlags::empty())
     }
 
     /// Who sent the datagram (`i` is 0).
@@ -47,11 +47,11 @@ impl Batch {
         self.peer.filter(|_| i == 0)
     }
 
-    fn take(&mut self, socket: &Socket, flags: MsgFlags) -> io::Result<usize> {
+    fn take(&mut self, socket: &UdpSocket, flags: MsgFlags) -> io::Result<usize> {
         let received = &mut self.received;
         // One octet more than a slot tells a datagram cut short.
         let mut slot = [IoSliceMut::new(&mut received.buffers[..=SLOT])];
-        let fd = socket.get_ref().as_raw_fd();
+        let fd = socket.as_raw_fd();
         let message = recvmsg::<SockaddrStorage>(fd, &mut slot, None, flags)?;
         let truncated = message.bytes > SLOT || message.flags.contains(MsgFlags::MSG_TRUNC);
         received.lens[0] = if truncated { usize::MAX } else { message.bytes };
@@ -64,7 +64,7 @@ impl Batch {
         let mut sent = Ok(());
         if let (Some(len), Some(peer)) = (self.replies.ready[0], self.peer) {
             let reply = self.replies.buffers[0].get(..len).unwrap_or_default();
-            sent = send_retrying(|| send_now(socket.get_ref(), reply, peer))
+            sent = send_retrying(|| send_now(socket.udp(), reply, peer))
                 .await
                 .map(drop);
         }

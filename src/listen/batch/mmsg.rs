@@ -96,18 +96,15 @@ impl Batch {
 
     /// Waits in the event loop until datagrams arrive, then takes up to
     /// [`BATCH`] of them; 0 once the socket is shut down for reading.
-    pub(in crate::listen) async fn receive(&mut self, socket: &Socket) -> io::Result<usize> {
-        take_when_readable(socket, |socket| {
-            self.take(socket.get_ref(), libc::MSG_DONTWAIT)
-        })
-        .await
+    pub(in crate::listen) async fn receive(&mut self, socket: &mut Socket) -> io::Result<usize> {
+        take_when_readable(socket, |socket| self.take(socket, libc::MSG_DONTWAIT)).await
     }
 
     /// Blocks the thread until a datagram arrives (at most the socket's
     /// receive timeout, then `WouldBlock`), then takes it and what else is
     /// waiting, up to [`BATCH`].
-    pub(in crate::listen) fn receive_waiting(&mut self, socket: &Socket) -> io::Result<usize> {
-        self.take(socket.get_ref(), libc::MSG_WAITFORONE)
+    pub(in crate::listen) fn receive_waiting(&mut self, socket: &mut Socket) -> io::Result<usize> {
+        self.take(socket.for_waiting(), libc::MSG_WAITFORONE)
     }
 
     /// Who sent datagram `i`.
@@ -175,7 +172,7 @@ impl Batch {
         let mut failed = None;
         while sent < count {
             let pending = &order[sent..count];
-            match send_retrying(|| self.give(socket.get_ref(), pending)).await {
+            match send_retrying(|| self.give(socket.udp(), pending)).await {
                 Ok(taken) => sent += taken.max(1),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     failed = Some(error);
