@@ -79,9 +79,8 @@ pub struct Chain {
     /// Name (lowercase) → what it is and until when; a std `Mutex`,
     /// never held across an await.
     steps: Mutex<LruCache<Name, (Step, Instant)>>,
-    /// Names being found out right now, each with the lock its finder
-    /// holds; as many as queries in flight.
-    gates: Mutex<HashMap<Name, Arc<AsyncMutex<()>>>>,
+    /// Names being found out right now; as many as queries in flight.
+    gates: Mutex<HashMap<Name, Arc<Gate>>>,
 }
 
 impl Chain {
@@ -137,7 +136,8 @@ impl Chain {
 
     /// What `name` is: remembered, or found out by `find`, one task at a
     /// time per name, so that queries arriving together for a cold zone
-    /// fetch its keys once. Err when a fetch failed.
+    /// fetch its keys once, and share the failure when the fetch fails
+    /// rather than each trying again in turn. Err when a fetch failed.
     async fn learn<Found>(&self, name: &Name, find: impl FnOnce() -> Found) -> Result<Step, Failure>
     where
         Found: Future<Output = Result<Step, Failure>>,
@@ -152,14 +152,21 @@ impl Chain {
             gate,
             held: None,
         };
-        turn.held = Some(Arc::clone(&turn.gate).lock_owned().await);
-        match self.remembered(name) {
-            Some(step) => Ok(step),
-            None => find().await,
+        let last_failure = turn.held.insert(Arc::clone(&turn.gate).lock_owned().await);
+        if let Some(failure) = last_failure.as_ref() {
+            return Err(failure.clone());
         }
+        if let Some(step) = self.remembered(name) {
+            return Ok(step);
+        }
+        let found = find().await;
+        if let Err(failure) = &found {
+            **last_failure = Some(failure.clone());
+        }
+        found
     }
 
-    fn lock_gates(&self) -> MutexGuard<'_, HashMap<Name, Arc<AsyncMutex<()>>>> {
+    fn lock_gates(&self) -> MutexGuard<'_, HashMap<Name, Arc<Gate>>> {
         self.gates.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -310,14 +317,20 @@ impl Chain {
     }
 }
 
+/// What the tasks finding out one name take turns at: the lock the finder
+/// holds, and how the last finder's fetch failed, for those who waited
+/// for it. It lives only while tasks wait on it, so a failure is shared
+/// with the queries that arrived together, and never remembered.
+type Gate = AsyncMutex<Option<Failure>>;
+
 /// A task's turn to find out what a name is; on drop, even when the task
 /// is cancelled, it lets the next task in and forgets the gate once nobody
 /// waits on it.
 struct Turn<'a> {
     chain: &'a Chain,
     name: &'a Name,
-    gate: Arc<AsyncMutex<()>>,
-    held: Option<OwnedMutexGuard<()>>,
+    gate: Arc<Gate>,
+    held: Option<OwnedMutexGuard<Option<Failure>>>,
 }
 
 impl Drop for Turn<'_> {

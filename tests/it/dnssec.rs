@@ -6,7 +6,7 @@
 //! the data unchecked; upstream queries ask for DO=1 and CD=1; a DS or
 //! DNSKEY fetch that times out fails with No Reachable Authority (and is
 //! counted indeterminate); simultaneous queries into a cold zone fetch its
-//! keys once; a warm key cache asks upstream only the question; no TTL outlives the
+//! keys once, and share a fetch that fails; a warm key cache asks upstream only the question; no TTL outlives the
 //! signatures it rests on.
 
 use std::io::Write;
@@ -331,6 +331,51 @@ async fn simultaneous_queries_into_a_cold_zone_fetch_its_keys_once() {
             key.0, key.1
         );
     }
+}
+
+/// Queries that wait for the same DS fetch share its failure: one fetch
+/// fails, not one per query in turn (each query would still answer in
+/// time, but an upstream that fails would be asked again and again).
+#[tokio::test]
+async fn simultaneous_queries_share_a_failed_key_fetch() {
+    let hierarchy = Hierarchy::shared();
+    let failing = hierarchy.responder_failing_on("ecdsap256.tld.", RecordType::DS);
+    // Every answer comes late, the failure too: meanwhile all the queries
+    // reach the DS and wait for it.
+    let script = Script::RespondAfter(failing, Duration::from_millis(100));
+    let dotstub = Validating::with_script(script, "").await;
+    let questions = [
+        ("www.ecdsap256.tld.", RecordType::A),
+        ("www.ecdsap256.tld.", RecordType::TXT),
+        ("nx.ecdsap256.tld.", RecordType::A),
+        ("ecdsap256.tld.", RecordType::SOA),
+    ];
+    let queries: Vec<Message> = questions
+        .iter()
+        .map(|&(qname, qtype)| query_with_do(qname, qtype))
+        .collect();
+    let replies = join_all(queries.iter().map(|query| dotstub.ask(query))).await;
+    for ((qname, qtype), reply) in questions.iter().zip(&replies) {
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::ServFail,
+            "{qname} {qtype}"
+        );
+        let (code, text) = extended_error(reply).expect("an Extended DNS Error");
+        assert_eq!(code, NO_REACHABLE_AUTHORITY, "{qname} {qtype}: {text}");
+        assert!(text.contains("ecdsap256.tld"), "{qname} {qtype}: {text}");
+    }
+    let sent = dotstub.upstream_questions(0);
+    let ds_asked = sent
+        .iter()
+        .filter(|&sent| *sent == ("ecdsap256.tld.".to_owned(), RecordType::DS))
+        .count();
+    assert_eq!(
+        ds_asked, 1,
+        "the failing DS asked {ds_asked} times: {sent:?}"
+    );
+    let counted = dotstub.rig.dotstub.metrics.dnssec.indeterminate.get();
+    assert_eq!(counted, questions.len() as u64, "each query counted");
 }
 
 #[tokio::test]

@@ -66,6 +66,8 @@ pub enum Script {
     /// (`signed::Hierarchy::script`, say); when it returns `None`, read and
     /// record the query and never answer it, as `Stall` does.
     Respond(Responder),
+    /// As `Respond`, each answer sent after this delay (each independently).
+    RespondAfter(Responder, Duration),
 }
 
 /// A function that answers a query, or leaves it unanswered (`None`), for
@@ -408,7 +410,7 @@ impl Connection {
         match script {
             // RefuseTls only concerns new connections; ones already up keep answering.
             Script::Answer | Script::RefuseTls | Script::Respond(_) => self.send(Out::Frame(reply)),
-            Script::Delay(delay) => self.send_after(delay, reply),
+            Script::Delay(delay) | Script::RespondAfter(_, delay) => self.send_after(delay, reply),
             Script::DelayByName(names) => {
                 let qname = query
                     .and_then(|q| q.queries.first())
@@ -489,7 +491,8 @@ fn reply_to(
     match query {
         Some(query) => {
             let answer = match script {
-                Script::Respond(Responder(respond)) => respond(query)?,
+                Script::Respond(Responder(respond))
+                | Script::RespondAfter(Responder(respond), _) => respond(query)?,
                 _ => fixtures::answer(query),
             };
             opt.finish(answer, query).or_else(formerr)

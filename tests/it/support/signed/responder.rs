@@ -27,15 +27,43 @@ impl Hierarchy {
     /// (any letter case) are read and never answered: a DS or DNSKEY
     /// fetch that can only time out.
     pub fn script_silent_on(&'static self, qname: &str, qtype: RecordType) -> Script {
-        let silenced = Name::from_ascii(qname)
+        Script::Respond(self.responder_except(qname, qtype, |_| None))
+    }
+
+    /// Answers every query from `self`, except that queries for
+    /// `qname`/`qtype` (any letter case) get SERVFAIL: a DS or DNSKEY
+    /// fetch that fails at once.
+    pub fn responder_failing_on(&'static self, qname: &str, qtype: RecordType) -> Responder {
+        self.responder_except(qname, qtype, |query| {
+            let mut response = Message::response(query.metadata.id, query.metadata.op_code);
+            response.queries = query.queries.clone();
+            response.metadata.response_code = ResponseCode::ServFail;
+            Some(response)
+        })
+    }
+
+    /// Answers every query from `self`, except that queries for
+    /// `qname`/`qtype` (any letter case) get what `except` returns; `None`
+    /// leaves them unanswered.
+    fn responder_except(
+        &'static self,
+        qname: &str,
+        qtype: RecordType,
+        except: fn(&Message) -> Option<Message>,
+    ) -> Responder {
+        let excepted = Name::from_ascii(qname)
             .expect("a valid test name")
             .to_lowercase();
-        Script::Respond(Responder(Arc::new(move |query| {
-            let silent = query.queries.first().is_some_and(|asked| {
-                asked.query_type() == qtype && asked.name().to_lowercase() == silenced
+        Responder(Arc::new(move |query| {
+            let matches = query.queries.first().is_some_and(|asked| {
+                asked.query_type() == qtype && asked.name().to_lowercase() == excepted
             });
-            (!silent).then(|| self.answer(query))
-        })))
+            if matches {
+                except(query)
+            } else {
+                Some(self.answer(query))
+            }
+        }))
     }
 
     /// The response to `query`: QR, RA, the ID, RD, CD and question copied,
