@@ -10,7 +10,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use crate::padding::RESPONSE_BLOCKS;
+use crate::padding::{RESPONSE_BLOCKS, block_of_all};
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -152,20 +152,12 @@ impl UpstreamCounters {
     }
 
     /// The block the upstream pads its answers to: the greatest of
-    /// [`RESPONSE_BLOCKS`] dividing every padded answer so far (see
-    /// [`crate::padding::response_block`]); `None` before a padded answer, or when no block
-    /// fits them all (random or maximal padding, say).
+    /// [`RESPONSE_BLOCKS`] dividing every padded answer so far; `None`
+    /// before a padded answer, or when no block fits them all (random or
+    /// maximal padding, say).
     pub fn answer_block(&self) -> Option<usize> {
-        let padded = self.padded_answers.get();
-        (padded > 0)
-            .then(|| {
-                RESPONSE_BLOCKS
-                    .iter()
-                    .zip(&self.padded_answer_blocks)
-                    .find(|(_, counter)| counter.get() == padded)
-                    .map(|(block, _)| *block)
-            })
-            .flatten()
+        let divided = self.padded_answer_blocks.iter().map(Counter::get);
+        block_of_all(self.padded_answers.get(), divided)
     }
 }
 

@@ -217,18 +217,24 @@ pub const RESPONSE_BLOCKS: [usize; 7] = [512, 468, 256, 128, 64, 32, 16];
 /// answers can make a 128-octet server look like a 512-octet one, until
 /// an answer of 640 octets says otherwise.
 pub fn response_block(padded: impl IntoIterator<Item = usize>) -> Option<usize> {
-    let mut divides = [true; RESPONSE_BLOCKS.len()];
-    let mut any = false;
+    let mut lengths = 0;
+    let mut divided = [0; RESPONSE_BLOCKS.len()];
     for len in padded {
-        any = true;
-        for (block, divides) in RESPONSE_BLOCKS.iter().zip(divides.iter_mut()) {
-            *divides &= len % block == 0;
+        lengths += 1;
+        for (block, divided) in RESPONSE_BLOCKS.iter().zip(&mut divided) {
+            *divided += u64::from(len % block == 0);
         }
     }
+    block_of_all(lengths, divided)
+}
+
+/// [`response_block`] from a tally: of `lengths` padded lengths, how many
+/// each of [`RESPONSE_BLOCKS`] divides (`divided`, in the same order).
+pub fn block_of_all(lengths: u64, divided: impl IntoIterator<Item = u64>) -> Option<usize> {
     RESPONSE_BLOCKS
         .iter()
-        .zip(divides)
-        .find(|(_, divides)| any && *divides)
+        .zip(divided)
+        .find(|&(_, divided)| lengths > 0 && divided == lengths)
         .map(|(block, _)| *block)
 }
 
