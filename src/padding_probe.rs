@@ -143,12 +143,12 @@ pub async fn probe(config: &Config, options: &ProbeOptions) -> Result<ProbeRepor
         warm_up: &warm_up,
         validating: config.dnssec.validate,
     };
-    let mut rows = Vec::new();
+    let mut upstreams = Vec::new();
     for upstream in &config.upstreams {
         let target = ProbeTarget::new(upstream, &config.forward)?;
-        rows.extend(plan.run(&upstream.label, &target).await);
+        upstreams.push(plan.run(&upstream.label, &target).await);
     }
-    Ok(ProbeReport { rows })
+    Ok(ProbeReport { upstreams })
 }
 
 /// The question section for `name`/`qtype`, class IN.
@@ -169,13 +169,13 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    async fn run(&self, label: &str, target: &ProbeTarget) -> Vec<ProbeRow> {
+    async fn run(&self, label: &str, target: &ProbeTarget) -> UpstreamProbe {
         let count = self.policies.len();
         let mut conns: Vec<Option<ProbeConn>> = (0..count).map(|_| None).collect();
         let mut rows: Vec<ProbeRow> = self
             .policies
             .iter()
-            .map(|policy| ProbeRow::new(label, *policy))
+            .map(|&policy| ProbeRow::new(policy))
             .collect();
         for (index, question) in self.questions.iter().enumerate() {
             for turn in 0..count {
@@ -194,10 +194,11 @@ impl Plan<'_> {
                 row.record(result);
             }
         }
-        for row in &mut rows {
-            row.limit = target.limit();
+        UpstreamProbe {
+            label: label.to_owned(),
+            limit: target.limit(),
+            rows,
         }
-        rows
     }
 
     /// One measured exchange, on `slot`'s connection, opened (and warmed
@@ -239,21 +240,27 @@ impl Plan<'_> {
 /// What the probe saw.
 #[derive(Debug, Clone)]
 pub struct ProbeReport {
-    /// One row per upstream × policy, upstreams in configured order,
-    /// policies in the order given.
+    /// One per upstream, in configured order.
+    pub upstreams: Vec<UpstreamProbe>,
+}
+
+/// What the probe saw of one upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamProbe {
+    /// The upstream's label.
+    pub label: String,
+    /// Its advertised EDNS size at the end of the run: the limit of every
+    /// measured query.
+    pub limit: usize,
+    /// One row per policy, in the order given.
     pub rows: Vec<ProbeRow>,
 }
 
 /// One upstream under one policy.
 #[derive(Debug, Clone)]
 pub struct ProbeRow {
-    /// The upstream's label.
-    pub upstream: String,
     /// The policy its queries were padded by.
     pub policy: PaddingPolicy,
-    /// The upstream's advertised EDNS size at the end of the run: the
-    /// limit of every measured query.
-    pub limit: usize,
     /// Every answered query, in the order sent (warm-ups left out).
     pub samples: Vec<Sample>,
     /// Queries that got no answer.
@@ -267,11 +274,9 @@ pub struct ProbeRow {
 }
 
 impl ProbeRow {
-    fn new(upstream: &str, policy: PaddingPolicy) -> Self {
+    fn new(policy: PaddingPolicy) -> Self {
         Self {
-            upstream: upstream.to_owned(),
             policy,
-            limit: 0,
             samples: Vec::new(),
             failures: 0,
             last_error: None,
@@ -330,30 +335,26 @@ impl ProbeRow {
 impl fmt::Display for ProbeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut table = vec![HEADINGS.map(str::to_owned).to_vec()];
-        table.extend(self.rows.iter().map(ProbeRow::cells));
+        for upstream in &self.upstreams {
+            table.extend(upstream.rows.iter().map(|row| row.cells(&upstream.label)));
+        }
         // Upstream and policy left-aligned, the figures right-aligned.
         f.write_str(&crate::text_table::aligned(&table, 2))?;
         f.write_str(LEGEND)?;
-        let mut upstreams: Vec<(&str, usize)> = Vec::new();
-        for row in &self.rows {
-            if upstreams
-                .last()
-                .is_none_or(|(label, _)| *label != row.upstream)
-            {
-                upstreams.push((&row.upstream, row.limit));
-            }
-        }
-        for (upstream, limit) in upstreams {
+        for UpstreamProbe { label, limit, .. } in &self.upstreams {
             writeln!(
                 f,
-                "{upstream}: queries padded to at most {limit} octets (its EDNS size)"
+                "{label}: queries padded to at most {limit} octets (its EDNS size)"
             )?;
         }
-        for row in self.rows.iter().filter(|row| row.failures > 0) {
-            if let Some(error) = &row.last_error {
-                let (upstream, policy) = (&row.upstream, row.policy);
+        for upstream in &self.upstreams {
+            for row in &upstream.rows {
+                let Some(error) = &row.last_error else {
+                    continue;
+                };
+                let (label, policy) = (&upstream.label, row.policy);
                 let error = crate::ErrorChain(error);
-                write!(f, "{upstream} {policy}: last failure: {error}")?;
+                write!(f, "{label} {policy}: last failure: {error}")?;
                 match row.skipped {
                     0 => writeln!(f)?,
                     skipped => writeln!(f, "; given up, {skipped} names not sent")?,
@@ -386,7 +387,7 @@ const LEGEND: &str = "\nSizes in octets: dns is the DNS message, tls the TLS rec
                       16 dividing every padded answer; rtt in milliseconds.\n";
 
 impl ProbeRow {
-    fn cells(&self) -> Vec<String> {
+    fn cells(&self, upstream: &str) -> Vec<String> {
         let samples = &self.samples;
         let range = |values: &mut dyn Iterator<Item = u64>| {
             let values: Vec<u64> = values.collect();
@@ -402,7 +403,7 @@ impl ProbeRow {
             })
         };
         vec![
-            self.upstream.clone(),
+            upstream.to_owned(),
             self.policy.to_string(),
             samples.len().to_string(),
             self.failures.to_string(),
@@ -425,7 +426,7 @@ mod tests {
     use super::*;
 
     fn row(rtts: &[u64]) -> ProbeRow {
-        let mut row = ProbeRow::new("rig", PaddingPolicy::default());
+        let mut row = ProbeRow::new(PaddingPolicy::default());
         for (index, &ms) in rtts.iter().enumerate() {
             let records = crate::upstream::Records {
                 count: 1,
@@ -448,10 +449,7 @@ mod tests {
         let row = row(&[5, 1, 4, 2, 3, 10, 9, 8, 7, 6]);
         assert_eq!(row.rtt_quantile(0.5), Some(Duration::from_millis(5)));
         assert_eq!(row.rtt_quantile(0.9), Some(Duration::from_millis(9)));
-        assert_eq!(
-            ProbeRow::new("x", PaddingPolicy::None).rtt_quantile(0.5),
-            None
-        );
+        assert_eq!(ProbeRow::new(PaddingPolicy::None).rtt_quantile(0.5), None);
         assert_eq!(row.response_block(), Some(468));
         assert_eq!(row.distinct_query_sizes(), 1);
     }

@@ -72,11 +72,15 @@ async fn probe_reports_the_sizes_the_upstream_received() {
     rig.upstream.set_udp_size(Some(700));
     let report = rig.probe().await;
     let names = NAMES.lines().filter(|l| !l.starts_with('#')).count();
-    assert_eq!(report.rows.len(), POLICIES.len());
-    for (row, policy) in report.rows.iter().zip(POLICIES) {
+    let [upstream] = &report.upstreams[..] else {
+        panic!("one upstream configured: {report:?}");
+    };
+    assert_eq!(upstream.limit, 700);
+    let rows = &upstream.rows;
+    assert_eq!(rows.len(), POLICIES.len());
+    for (row, policy) in rows.iter().zip(POLICIES) {
         assert_eq!(row.policy.to_string(), policy);
         assert_eq!((row.samples.len(), row.failures), (names, 0), "{policy}");
-        assert_eq!(row.limit, 700);
         // Quantiles are of the samples' round trips: the whole range ends
         // at the slowest, and the median is a real, positive one.
         let slowest = row.samples.iter().map(|s| s.rtt).max();
@@ -88,7 +92,7 @@ async fn probe_reports_the_sizes_the_upstream_received() {
     let mut sent = Vec::new();
     for index in 0..names {
         for turn in 0..POLICIES.len() {
-            let row = &report.rows[(index + turn) % POLICIES.len()];
+            let row = &rows[(index + turn) % POLICIES.len()];
             sent.push(row.samples[index].query_len);
         }
     }
@@ -96,10 +100,10 @@ async fn probe_reports_the_sizes_the_upstream_received() {
     // Each message travels in one TLS record: its length prefix, the
     // message, and the same record overhead (header, AEAD tag, ...) each time.
     let overhead = |records: u64, len: usize| records - (len as u64 + 2);
-    let first = &report.rows[0].samples[0];
+    let first = &rows[0].samples[0];
     let expected = overhead(first.query_records.octets, first.query_len);
     assert!((17..=40).contains(&expected), "record overhead {expected}");
-    for sample in report.rows.iter().flat_map(|row| &row.samples) {
+    for sample in rows.iter().flat_map(|row| &row.samples) {
         assert_eq!(sample.query_records.count, 1);
         assert_eq!(sample.response_records.count, 1);
         assert_eq!(
@@ -109,7 +113,7 @@ async fn probe_reports_the_sizes_the_upstream_received() {
         let response = overhead(sample.response_records.octets, sample.response_len);
         assert_eq!(response, expected);
     }
-    let [block, random, none] = &report.rows[..] else {
+    let [block, random, none] = &rows[..] else {
         unreachable!()
     };
     assert!(block.samples.iter().all(|s| s.query_len % 128 == 0));
