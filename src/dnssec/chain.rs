@@ -112,7 +112,7 @@ impl Chain {
         let Some(anchor) = self.anchors.closest(&name) else {
             return Status::Insecure;
         };
-        let learnt = self.learn(&anchor.zone, || self.anchor_zone(anchor, fetch, now));
+        let learnt = self.learn(&anchor.zone, fetch, || self.anchor_zone(anchor, fetch, now));
         let mut zone = match learnt.await {
             Ok(Step::Cut(zone)) => zone,
             Ok(Step::Bogus(failure)) => return Status::Bogus(failure),
@@ -122,7 +122,7 @@ impl Chain {
         for labels in anchor.zone.num_labels() + 1..=name.num_labels() {
             let child = name.trim_to(usize::from(labels));
             let parent = zone.clone();
-            let learnt = self.learn(&child, || self.step(parent, &child, fetch, now));
+            let learnt = self.learn(&child, fetch, || self.step(parent, &child, fetch, now));
             match learnt.await {
                 Ok(Step::Cut(child_zone)) => zone = child_zone,
                 Ok(Step::NotACut) => {}
@@ -137,8 +137,14 @@ impl Chain {
     /// What `name` is: remembered, or found out by `find`, one task at a
     /// time per name, so that queries arriving together for a cold zone
     /// fetch its keys once, and share the failure when the fetch fails
-    /// rather than each trying again in turn. Err when a fetch failed.
-    async fn learn<Found>(&self, name: &Name, find: impl FnOnce() -> Found) -> Result<Step, Failure>
+    /// rather than each trying again in turn (unless the finder ran out
+    /// of time: the others may have more). Err when a fetch failed.
+    async fn learn<Found>(
+        &self,
+        name: &Name,
+        fetch: &impl Fetch,
+        find: impl FnOnce() -> Found,
+    ) -> Result<Step, Failure>
     where
         Found: Future<Output = Result<Step, Failure>>,
     {
@@ -161,7 +167,9 @@ impl Chain {
         }
         let found = find().await;
         if let Err(failure) = &found {
-            **last_failure = Some(failure.clone());
+            if !fetch.out_of_time() {
+                **last_failure = Some(failure.clone());
+            }
         }
         found
     }

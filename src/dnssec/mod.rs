@@ -60,6 +60,11 @@ pub trait Fetch: Sync {
         name: &Name,
         rtype: RecordType,
     ) -> impl Future<Output = Result<Message, FetchError>> + Send;
+
+    /// Whether the query these fetches serve is out of time: a fetch
+    /// that failed then may have failed for want of time, which says
+    /// nothing of the name it asked.
+    fn out_of_time(&self) -> bool;
 }
 
 /// The outcome of validating one answer.

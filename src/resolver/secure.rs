@@ -52,6 +52,10 @@ impl Fetch for PoolFetch<'_> {
         .map_err(|_| FetchError)?;
         Message::from_vec(exchange.reply.answer.as_bytes()).map_err(|_| FetchError)
     }
+
+    fn out_of_time(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
 }
 
 /// What `query`'s client gets of `answer`, validated by `validator`

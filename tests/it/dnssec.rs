@@ -6,7 +6,8 @@
 //! the data unchecked; upstream queries ask for DO=1 and CD=1; a DS or
 //! DNSKEY fetch that times out fails with No Reachable Authority (and is
 //! counted indeterminate); simultaneous queries into a cold zone fetch its
-//! keys once, and share a fetch that fails; a warm key cache asks upstream only the question; no TTL outlives the
+//! keys once, and share a fetch that fails (unless it failed for want of
+//! time); a warm key cache asks upstream only the question; no TTL outlives the
 //! signatures it rests on.
 
 use std::io::Write;
@@ -340,9 +341,10 @@ async fn simultaneous_queries_into_a_cold_zone_fetch_its_keys_once() {
 async fn simultaneous_queries_share_a_failed_key_fetch() {
     let hierarchy = Hierarchy::shared();
     let failing = hierarchy.responder_failing_on("ecdsap256.tld.", RecordType::DS);
-    // Every answer comes late, the failure too: meanwhile all the queries
-    // reach the DS and wait for it.
-    let script = Script::RespondAfter(failing, Duration::from_millis(100));
+    // The failure comes late: meanwhile all the queries reach the DS and
+    // wait for it.
+    let late = vec![late("ecdsap256.tld.", RecordType::DS, 200)];
+    let script = Script::RespondLate(failing, late);
     let dotstub = Validating::with_script(script, "").await;
     let questions = [
         ("www.ecdsap256.tld.", RecordType::A),
@@ -376,6 +378,40 @@ async fn simultaneous_queries_share_a_failed_key_fetch() {
     );
     let counted = dotstub.rig.dotstub.metrics.dnssec.indeterminate.get();
     assert_eq!(counted, questions.len() as u64, "each query counted");
+}
+
+/// A fetch that failed because its query ran out of time is not shared:
+/// a query that waited behind it, with time to spare, fetches again.
+#[tokio::test]
+async fn a_fetch_cut_short_by_its_querys_deadline_is_not_shared() {
+    let hierarchy = Hierarchy::shared();
+    // The first query's answer comes at 450 ms, so it fetches the DS at
+    // about 450 ms, which takes 600: past its deadline at 1000. The second
+    // query, sent at 800 ms, waits for that fetch; it has until 1800.
+    let late = vec![
+        late("www.ecdsap256.tld.", RecordType::A, 450),
+        late("ecdsap256.tld.", RecordType::DS, 600),
+    ];
+    let script = Script::RespondLate(hierarchy.responder(), late);
+    let dotstub = Validating::with_script(script, "timeout_ms = 1000").await;
+    let first = query_with_do("www.ecdsap256.tld.", RecordType::A);
+    let second = query_with_do("www.ecdsap256.tld.", RecordType::TXT);
+    let (first, second) = tokio::join!(dotstub.ask(&first), async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        dotstub.ask(&second).await
+    });
+    assert_eq!(first.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(second.metadata.response_code, ResponseCode::NoError);
+    assert!(
+        second.metadata.authentic_data,
+        "validated after its own fetch"
+    );
+    let sent = dotstub.upstream_questions(0);
+    let ds_asked = sent
+        .iter()
+        .filter(|&sent| *sent == ("ecdsap256.tld.".to_owned(), RecordType::DS))
+        .count();
+    assert_eq!(ds_asked, 2, "the DS asked again: {sent:?}");
 }
 
 #[tokio::test]
@@ -490,6 +526,12 @@ fn assert_unreachable(reply: &Message, culprit: &str, took: Duration) {
         took <= SHORT_TIMEOUT + slack,
         "the reply took {took:?}, the timeout is {SHORT_TIMEOUT:?}"
     );
+}
+
+/// An entry of [`Script::RespondLate`]: `qname`/`qtype` answered after
+/// `millis`.
+fn late(qname: &str, qtype: RecordType, millis: u64) -> (String, RecordType, Duration) {
+    (qname.to_owned(), qtype, Duration::from_millis(millis))
 }
 
 /// Seconds until the first RRSIG in `reply` expires.

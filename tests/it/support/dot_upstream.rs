@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use rustls::ServerConfig;
 use rustls::server::ServerConnection;
@@ -66,8 +67,10 @@ pub enum Script {
     /// (`signed::Hierarchy::script`, say); when it returns `None`, read and
     /// record the query and never answer it, as `Stall` does.
     Respond(Responder),
-    /// As `Respond`, each answer sent after this delay (each independently).
-    RespondAfter(Responder, Duration),
+    /// As `Respond`, except that answers to the listed questions (qname
+    /// case-insensitive, qtype) are sent after their delay, each
+    /// independently.
+    RespondLate(Responder, Vec<(String, RecordType, Duration)>),
 }
 
 /// A function that answers a query, or leaves it unanswered (`None`), for
@@ -410,7 +413,17 @@ impl Connection {
         match script {
             // RefuseTls only concerns new connections; ones already up keep answering.
             Script::Answer | Script::RefuseTls | Script::Respond(_) => self.send(Out::Frame(reply)),
-            Script::Delay(delay) | Script::RespondAfter(_, delay) => self.send_after(delay, reply),
+            Script::Delay(delay) => self.send_after(delay, reply),
+            Script::RespondLate(_, late) => {
+                let asked = query.and_then(|q| q.queries.first());
+                let delay = late.iter().find(|(qname, qtype, _)| {
+                    asked.is_some_and(|asked| {
+                        asked.query_type() == *qtype
+                            && fixtures::same_name(&asked.name().to_ascii(), qname)
+                    })
+                });
+                self.send_after(delay.map(|(_, _, delay)| *delay).unwrap_or_default(), reply);
+            }
             Script::DelayByName(names) => {
                 let qname = query
                     .and_then(|q| q.queries.first())
@@ -492,7 +505,7 @@ fn reply_to(
         Some(query) => {
             let answer = match script {
                 Script::Respond(Responder(respond))
-                | Script::RespondAfter(Responder(respond), _) => respond(query)?,
+                | Script::RespondLate(Responder(respond), _) => respond(query)?,
                 _ => fixtures::answer(query),
             };
             opt.finish(answer, query).or_else(formerr)

@@ -20,7 +20,12 @@ const MAX_CHAIN: usize = 8;
 impl Hierarchy {
     /// A `DotUpstream` script that answers every query from `self`.
     pub fn script(&'static self) -> Script {
-        Script::Respond(Responder(Arc::new(move |query| Some(self.answer(query)))))
+        Script::Respond(self.responder())
+    }
+
+    /// What [`Hierarchy::script`] answers with.
+    pub fn responder(&'static self) -> Responder {
+        Responder(Arc::new(move |query| Some(self.answer(query))))
     }
 
     /// Like [`Hierarchy::script`], except that queries for `qname`/`qtype`
