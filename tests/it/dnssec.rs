@@ -85,6 +85,23 @@ impl Validating {
         tcp.recv().await
     }
 
+    /// Asks all of `questions` at once, with DO=1; the replies in the same
+    /// order.
+    async fn ask_together(&self, questions: &[(&str, RecordType)]) -> Vec<Message> {
+        let queries: Vec<Message> = questions
+            .iter()
+            .map(|&(qname, qtype)| query_with_do(qname, qtype))
+            .collect();
+        join_all(queries.iter().map(|query| self.ask(query))).await
+    }
+
+    /// How many times the upstream was asked `qname` (lowercase) `qtype`.
+    fn times_asked(&self, qname: &str, qtype: RecordType) -> usize {
+        let asked = (qname.to_owned(), qtype);
+        let sent = self.upstream_questions(0);
+        sent.iter().filter(|&sent| *sent == asked).count()
+    }
+
     /// The questions the upstream received, from the `since`th on, names
     /// lowercase.
     fn upstream_questions(&self, since: usize) -> Vec<(String, RecordType)> {
@@ -304,33 +321,22 @@ async fn simultaneous_queries_into_a_cold_zone_fetch_its_keys_once() {
         ("ent.nsec.tld.", RecordType::A),
         ("ns.nsec.tld.", RecordType::A),
     ];
-    let queries: Vec<Message> = questions
-        .iter()
-        .map(|&(qname, qtype)| query_with_do(qname, qtype))
-        .collect();
-    let replies = join_all(queries.iter().map(|query| dotstub.ask(query))).await;
+    let replies = dotstub.ask_together(&questions).await;
     for ((qname, qtype), reply) in questions.iter().zip(&replies) {
         assert!(reply.metadata.authentic_data, "{qname} {qtype}: secure");
     }
     // Every key and DS on the way down was asked for once, by whichever
     // query needed it first; the others waited for it.
-    let sent = dotstub.upstream_questions(0);
-    for key in [
+    for (qname, qtype) in [
         (".", RecordType::DNSKEY),
         ("tld.", RecordType::DS),
         ("tld.", RecordType::DNSKEY),
         ("nsec.tld.", RecordType::DS),
         ("nsec.tld.", RecordType::DNSKEY),
     ] {
-        let asked = sent
-            .iter()
-            .filter(|&sent| *sent == (key.0.to_owned(), key.1))
-            .count();
-        assert_eq!(
-            asked, 1,
-            "{} {}: asked {asked} times in {sent:?}",
-            key.0, key.1
-        );
+        let asked = dotstub.times_asked(qname, qtype);
+        let sent = dotstub.upstream_questions(0);
+        assert_eq!(asked, 1, "{qname} {qtype}: asked {asked} times in {sent:?}");
     }
 }
 
@@ -352,11 +358,7 @@ async fn simultaneous_queries_share_a_failed_key_fetch() {
         ("nx.ecdsap256.tld.", RecordType::A),
         ("ecdsap256.tld.", RecordType::SOA),
     ];
-    let queries: Vec<Message> = questions
-        .iter()
-        .map(|&(qname, qtype)| query_with_do(qname, qtype))
-        .collect();
-    let replies = join_all(queries.iter().map(|query| dotstub.ask(query))).await;
+    let replies = dotstub.ask_together(&questions).await;
     for ((qname, qtype), reply) in questions.iter().zip(&replies) {
         assert_eq!(
             reply.metadata.response_code,
@@ -367,11 +369,8 @@ async fn simultaneous_queries_share_a_failed_key_fetch() {
         assert_eq!(code, NO_REACHABLE_AUTHORITY, "{qname} {qtype}: {text}");
         assert!(text.contains("ecdsap256.tld"), "{qname} {qtype}: {text}");
     }
+    let ds_asked = dotstub.times_asked("ecdsap256.tld.", RecordType::DS);
     let sent = dotstub.upstream_questions(0);
-    let ds_asked = sent
-        .iter()
-        .filter(|&sent| *sent == ("ecdsap256.tld.".to_owned(), RecordType::DS))
-        .count();
     assert_eq!(
         ds_asked, 1,
         "the failing DS asked {ds_asked} times: {sent:?}"
@@ -406,11 +405,8 @@ async fn a_fetch_cut_short_by_its_querys_deadline_is_not_shared() {
         second.metadata.authentic_data,
         "validated after its own fetch"
     );
+    let ds_asked = dotstub.times_asked("ecdsap256.tld.", RecordType::DS);
     let sent = dotstub.upstream_questions(0);
-    let ds_asked = sent
-        .iter()
-        .filter(|&sent| *sent == ("ecdsap256.tld.".to_owned(), RecordType::DS))
-        .count();
     assert_eq!(ds_asked, 2, "the DS asked again: {sent:?}");
 }
 
