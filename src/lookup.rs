@@ -206,12 +206,12 @@ impl LookupReport {
             return Ok(());
         };
         for (_, option) in edns.options().as_ref() {
-            if let EdnsOption::Unknown(option_code::EXTENDED_ERROR, data) = option {
-                if let Some((code, text)) = data.split_first_chunk::<2>() {
-                    let code = u16::from_be_bytes(*code);
-                    let text = String::from_utf8_lossy(text);
-                    writeln!(f, ";; EXTENDED ERROR: {code} ({text})")?;
-                }
+            if let EdnsOption::Unknown(option_code::EXTENDED_ERROR, data) = option
+                && let Some((code, text)) = data.split_first_chunk::<2>()
+            {
+                let code = u16::from_be_bytes(*code);
+                let text = String::from_utf8_lossy(text);
+                writeln!(f, ";; EXTENDED ERROR: {code} ({text})")?;
             }
         }
         Ok(())

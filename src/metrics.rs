@@ -145,7 +145,7 @@ impl UpstreamCounters {
     pub fn record_padded_answer(&self, len: usize) {
         self.padded_answers.inc();
         for (block, counter) in RESPONSE_BLOCKS.iter().zip(&self.padded_answer_blocks) {
-            if len % block == 0 {
+            if len.is_multiple_of(*block) {
                 counter.inc();
             }
         }

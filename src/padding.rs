@@ -222,7 +222,7 @@ pub fn response_block(padded: impl IntoIterator<Item = usize>) -> Option<usize> 
     for len in padded {
         lengths += 1;
         for (block, divided) in RESPONSE_BLOCKS.iter().zip(&mut divided) {
-            *divided += u64::from(len % block == 0);
+            *divided += u64::from(len.is_multiple_of(*block));
         }
     }
     block_of_all(lengths, divided)

@@ -166,10 +166,10 @@ impl Chain {
             return Ok(step);
         }
         let found = find().await;
-        if let Err(failure) = &found {
-            if !fetch.out_of_time() {
-                **last_failure = Some(failure.clone());
-            }
+        if let Err(failure) = &found
+            && !fetch.out_of_time()
+        {
+            **last_failure = Some(failure.clone());
         }
         found
     }

@@ -97,10 +97,10 @@ impl Socket {
     /// the worker has waited so [`WAITS_BEFORE_LEAVING`] times in a row.
     fn for_waiting(&mut self) -> &UdpSocket {
         self.waits_in_a_row = self.waits_in_a_row.saturating_add(1);
-        if self.waits_in_a_row >= WAITS_BEFORE_LEAVING {
-            if let Some(registered) = self.registered.take() {
-                drop(registered.into_inner());
-            }
+        if self.waits_in_a_row >= WAITS_BEFORE_LEAVING
+            && let Some(registered) = self.registered.take()
+        {
+            drop(registered.into_inner());
         }
         &self.udp
     }
