@@ -54,17 +54,20 @@ pub(super) struct Socket {
 }
 
 impl Socket {
-    /// Makes `udp` a worker's socket, not yet registered: its descriptor
-    /// blocks, for up to [`WAIT`], on receives that do not pass
-    /// `MSG_DONTWAIT`.
+    /// Makes `udp` a worker's socket, registered with the current
+    /// runtime (so a socket its event loop refuses fails here, at start):
+    /// its descriptor blocks, for up to [`WAIT`], on receives that do not
+    /// pass `MSG_DONTWAIT`.
     pub(super) fn new(udp: UdpSocket) -> io::Result<Self> {
         udp.set_nonblocking(false)?;
         udp.set_read_timeout(Some(WAIT))?;
-        Ok(Self {
+        let mut socket = Self {
             udp: Arc::new(udp),
             registered: None,
             waits_in_a_row: 0,
-        })
+        };
+        socket.in_event_loop()?;
+        Ok(socket)
     }
 
     /// The socket itself, for sending and for the tasks that answer later.
@@ -126,7 +129,15 @@ async fn take_when_readable(
     socket: &mut Socket,
     mut take: impl FnMut(&UdpSocket) -> io::Result<usize>,
 ) -> io::Result<usize> {
-    let registered = socket.in_event_loop()?;
+    let registered = match socket.in_event_loop() {
+        Ok(registered) => registered,
+        // Refused on coming back (no epoll watch left, say): look for
+        // datagrams every WAIT rather than spin.
+        Err(refused) => {
+            tokio::time::sleep(WAIT).await;
+            return take(&socket.udp).or(Err(refused));
+        }
+    };
     loop {
         let mut ready = registered.readable().await?;
         let closed = ready.ready().is_read_closed();
