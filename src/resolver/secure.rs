@@ -85,7 +85,7 @@ pub async fn judge(
     let Ok(validated) = tokio::time::timeout_at(fetch.deadline.into(), validation).await else {
         // The DS and DNSKEY fetches did not end in the query's time.
         counters.indeterminate.inc();
-        return out_of_time(query);
+        return servfail_out_of_time(query);
     };
     debug!(verdict = ?validated.verdict, "validated");
     match &validated.verdict {
@@ -149,7 +149,7 @@ fn for_client(
 }
 
 /// SERVFAIL for `query` when validation ran out of the query's time.
-fn out_of_time(query: &Query<'_>) -> Option<Answer> {
+fn servfail_out_of_time(query: &Query<'_>) -> Option<Answer> {
     let reason = "DS and DNSKEY fetches did not finish within the timeout";
     Answer::servfail(query.question(), (ede::NO_REACHABLE_AUTHORITY, reason)).ok()
 }
