@@ -239,6 +239,11 @@ impl Replies {
         }
     }
 
+    /// Each reply marked to be sent, and its length.
+    fn lens_ready(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (self.ready.iter().enumerate()).filter_map(|(i, len)| Some((i, (*len)?)))
+    }
+
     fn clear(&mut self) {
         self.ready = [None; BATCH];
     }

@@ -62,8 +62,8 @@ impl Batch {
     /// Sends the reply, if any, and clears it, sent or not.
     pub(in crate::listen) async fn send(&mut self, socket: &Socket) -> io::Result<()> {
         let mut sent = Ok(());
-        if let (Some(len), Some(peer)) = (self.replies.ready[0], self.peer) {
-            let reply = self.replies.buffers[0].get(..len).unwrap_or_default();
+        if let (Some((i, len)), Some(peer)) = (self.replies.lens_ready().next(), self.peer) {
+            let reply = self.replies.buffers[i].get(..len).unwrap_or_default();
             sent = send_retrying(|| send_now(socket.udp(), reply, peer))
                 .await
                 .map(drop);
