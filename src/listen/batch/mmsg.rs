@@ -88,12 +88,17 @@ struct Segments {
     size: u16,
 }
 
-// SAFETY (both): `CMSG_SPACE` and `CMSG_LEN` are arithmetic on their
+// SAFETY (all three): `CMSG_SPACE` and `CMSG_LEN` are arithmetic on their
 // argument, no memory is read.
 #[allow(unsafe_code)]
 const SEGMENTS_SPACE: usize = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
 #[allow(unsafe_code)]
 const SEGMENTS_LEN: usize = unsafe { libc::CMSG_LEN(size_of::<u16>() as u32) } as usize;
+// `size` is where `CMSG_DATA` looks (right after the aligned header, at
+// `CMSG_LEN(0)`), and the whole control message fits.
+#[allow(unsafe_code)]
+const _: () =
+    assert!(std::mem::offset_of!(Segments, size) == unsafe { libc::CMSG_LEN(0) } as usize);
 const _: () = assert!(size_of::<Segments>() >= SEGMENTS_SPACE);
 
 impl Headers {
