@@ -378,15 +378,16 @@ mod tests {
 
     use super::*;
 
-    /// Two clients send three queries each, one of them a longer one;
-    /// the batch echoes each with a marker. Returns the server, the
-    /// batch holding the replies ready to send, and the clients.
-    async fn six_replies_ready() -> (Socket, Batch, [tokio::net::UdpSocket; 2]) {
-        let mut server = Socket::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+    /// Two clients send three queries each, one of them a longer one, to
+    /// a server on `loopback` (port 0); the batch echoes each with a
+    /// marker. Returns the server, the batch holding the replies ready to
+    /// send, and the clients.
+    async fn six_replies_ready(loopback: &str) -> (Socket, Batch, [tokio::net::UdpSocket; 2]) {
+        let mut server = Socket::new(UdpSocket::bind(loopback).unwrap()).unwrap();
         let to = server.udp().local_addr().unwrap();
         let clients = [
-            tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::UdpSocket::bind(loopback).await.unwrap(),
+            tokio::net::UdpSocket::bind(loopback).await.unwrap(),
         ];
         for (c, client) in clients.iter().enumerate() {
             for q in 0..3u8 {
@@ -440,11 +441,12 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn replies_of_one_length_to_one_peer_share_a_message() {
-        let (server, mut batch, clients) = six_replies_ready().await;
+    /// The replies of [`six_replies_ready`] on `loopback`: laid out as
+    /// four messages (per client, its two 3-octet replies together, its
+    /// longer one apart), and received as six datagrams.
+    async fn share_messages_on(loopback: &str) {
+        let (server, mut batch, clients) = six_replies_ready(loopback).await;
         assert!(can_segment(server.udp()), "Linux 4.18 or later");
-        // Per client: its two 3-octet replies together, its longer one apart.
         assert_eq!(batch.headers.lay_out(&batch.replies, true), 4);
         let segments: Vec<_> = batch.headers.send[..4]
             .iter()
@@ -462,8 +464,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn replies_of_one_length_to_one_peer_share_a_message() {
+        share_messages_on("127.0.0.1:0").await;
+    }
+
+    #[tokio::test]
+    async fn replies_to_an_ipv6_peer_share_a_message_too() {
+        share_messages_on("[::1]:0").await;
+    }
+
+    #[tokio::test]
     async fn replies_the_kernel_will_not_cut_up_go_one_by_one() {
-        let (server, mut batch, clients) = six_replies_ready().await;
+        let (server, mut batch, clients) = six_replies_ready("127.0.0.1:0").await;
         // Without UDP checksums (SO_NO_CHECK), Linux refuses to cut a
         // message into datagrams (EINVAL), as it does on routes through
         // IPsec or devices without checksum offload (EIO).
