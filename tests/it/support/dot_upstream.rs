@@ -415,24 +415,23 @@ impl Connection {
             Script::Answer | Script::RefuseTls | Script::Respond(_) => self.send(Out::Frame(reply)),
             Script::Delay(delay) => self.send_after(delay, reply),
             Script::RespondLate(_, late) => {
-                let asked = query.and_then(|q| q.queries.first());
-                let delay = late.iter().find(|(qname, qtype, _)| {
-                    asked.is_some_and(|asked| {
-                        asked.query_type() == *qtype
-                            && fixtures::same_name(&asked.name().to_ascii(), qname)
-                    })
+                let delay = delay_for(query, |name, qtype| {
+                    late.iter()
+                        .find(|(late, late_type, _)| {
+                            *late_type == qtype && fixtures::same_name(name, late)
+                        })
+                        .map(|(_, _, delay)| *delay)
                 });
-                self.send_after(delay.map(|(_, _, delay)| *delay).unwrap_or_default(), reply);
+                self.send_after(delay, reply);
             }
             Script::DelayByName(names) => {
-                let qname = query
-                    .and_then(|q| q.queries.first())
-                    .map(|q| q.name.to_ascii());
-                let qname = qname.unwrap_or_default();
-                let delay = names
-                    .iter()
-                    .find(|(name, _)| fixtures::same_name(&qname, name));
-                self.send_after(delay.map(|(_, delay)| *delay).unwrap_or_default(), reply);
+                let delay = delay_for(query, |name, _| {
+                    names
+                        .iter()
+                        .find(|(slow, _)| fixtures::same_name(name, slow))
+                        .map(|(_, delay)| *delay)
+                });
+                self.send_after(delay, reply);
             }
             Script::Reorder { batch } => {
                 self.held.push(reply);
@@ -491,6 +490,18 @@ impl Connection {
             let _ = tx.send(Out::Frame(reply));
         });
     }
+}
+
+/// The delay `find` gives the query's question (its name and type), or
+/// none.
+fn delay_for(
+    query: Option<&Message>,
+    find: impl FnOnce(&str, RecordType) -> Option<Duration>,
+) -> Duration {
+    query
+        .and_then(|query| query.queries.first())
+        .and_then(|asked| find(&asked.name().to_ascii(), asked.query_type()))
+        .unwrap_or_default()
 }
 
 /// The wire answer to one received frame, or `None` when nothing can be said.
