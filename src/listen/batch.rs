@@ -239,9 +239,10 @@ impl Replies {
         }
     }
 
-    /// Each reply marked to be sent, and its length.
-    fn lens_ready(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        (self.ready.iter().enumerate()).filter_map(|(i, len)| Some((i, (*len)?)))
+    /// Each reply marked to be sent, by number.
+    fn to_send(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        let marked = self.ready.iter().zip(&self.buffers).enumerate();
+        marked.filter_map(|(i, (len, buffer))| Some((i, buffer.get(..(*len)?)?)))
     }
 
     fn clear(&mut self) {

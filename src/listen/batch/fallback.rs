@@ -62,8 +62,7 @@ impl Batch {
     /// Sends the reply, if any, and clears it, sent or not.
     pub(in crate::listen) async fn send(&mut self, socket: &Socket) -> io::Result<()> {
         let mut sent = Ok(());
-        if let (Some((i, len)), Some(peer)) = (self.replies.lens_ready().next(), self.peer) {
-            let reply = self.replies.buffers[i].get(..len).unwrap_or_default();
+        if let (Some((_, reply)), Some(peer)) = (self.replies.to_send().next(), self.peer) {
             sent = send_retrying(|| send_now(socket.udp(), reply, peer))
                 .await
                 .map(drop);

@@ -28,7 +28,8 @@ use nix::{
 use tracing::debug;
 
 use super::{
-    BATCH, Received, Replies, SLOT, Socket, send_retrying, take_when_readable, to_socket_addr,
+    BATCH, Received, Replies, SLOT, Socket, send_now, send_retrying, take_when_readable,
+    to_socket_addr,
 };
 
 /// Longest reply sent as a segment of a larger message: the longest UDP
@@ -36,6 +37,9 @@ use super::{
 /// fits any interface's MTU, and a message of [`BATCH`] segments stays
 /// under the 64 KiB of one.
 const SEGMENT_MAX: usize = 1232;
+// Kernels before 6.2 cut a message into at most 64 datagrams, and an IPv4
+// message carries at most 65,507 octets.
+const _: () = assert!(BATCH <= 64 && BATCH * SEGMENT_MAX <= 65_507);
 
 /// A worker's batch: what it received, what it replies, and the message
 /// headers the kernel reads and fills, all allocated once.
@@ -44,8 +48,8 @@ pub(in crate::listen) struct Batch {
     pub replies: Replies,
     headers: Box<Headers>,
     /// Whether replies to one peer may share a message: unknown until the
-    /// first send asks the kernel; off for good once a shared message is
-    /// refused.
+    /// first send asks the kernel; off for good once the kernel refuses a
+    /// shared message, then takes its first reply alone.
     segmenting: Option<bool>,
 }
 
@@ -136,8 +140,9 @@ impl Headers {
         let mut plans = [Plan::default(); BATCH];
         let mut message_of = [0usize; BATCH];
         let mut messages = 0;
-        for (i, reply_len) in replies.lens_ready() {
-            let joins = if segmenting && reply_len <= SEGMENT_MAX {
+        for (i, reply) in replies.to_send() {
+            let reply_len = reply.len();
+            let joins = if segmenting && (1..=SEGMENT_MAX).contains(&reply_len) {
                 plans[..messages].iter().position(|plan| {
                     plan.reply_len == reply_len
                         && self.peer_octets(plan.first) == self.peer_octets(i)
@@ -164,9 +169,8 @@ impl Headers {
             start += plan.count;
         }
         let mut next = self.message_starts;
-        for (i, reply_len) in replies.lens_ready() {
+        for (i, reply) in replies.to_send() {
             let at = &mut next[message_of[i]];
-            let reply = replies.buffers[i].get(..reply_len).unwrap_or_default();
             self.send_iovecs[*at] = libc::iovec {
                 iov_base: reply.as_ptr().cast_mut().cast(),
                 iov_len: reply.len(),
@@ -178,7 +182,8 @@ impl Headers {
             let header = &mut self.send[message].msg_hdr;
             header.msg_name = (&raw mut self.peers[plan.first]).cast();
             header.msg_namelen = self.peer_lens[plan.first];
-            header.msg_iov = &raw mut self.send_iovecs[self.message_starts[message]];
+            header.msg_iov =
+                (self.send_iovecs.as_mut_ptr()).wrapping_add(self.message_starts[message]);
             header.msg_iovlen = plan.count as _;
             let control = &mut self.controls[message];
             if plan.count > 1 {
@@ -198,6 +203,11 @@ impl Headers {
         self.send[message].msg_hdr.msg_iovlen > 1
     }
 
+    /// The first reply of `message`.
+    fn first_reply(&self, message: usize) -> usize {
+        self.send_order[self.message_starts[message]]
+    }
+
     /// The replies sent by the messages before `message`.
     fn sent_before(&self, message: usize) -> &[usize] {
         &self.send_order[..self.message_starts[message]]
@@ -211,10 +221,11 @@ fn can_segment(socket: &UdpSocket) -> bool {
     getsockopt(socket, UdpGsoSegment).is_ok()
 }
 
-/// Whether a message of several replies failed for being cut up: EINVAL
-/// (a segment longer than the device's MTU, UDP checksums off) or EIO (a
-/// route through IPsec, a device without checksum offload). Any other
-/// error is the peer's, and sending its replies apart would fail alike.
+/// Whether a message of several replies may have failed for being cut
+/// up: EINVAL (a segment longer than the device's MTU, UDP checksums off)
+/// or EIO (a route through IPsec, a device without checksum offload).
+/// EINVAL may be the peer's too (port 0, say), so `Batch::send` makes
+/// sure before it stops cutting messages up.
 fn cannot_cut_up(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EINVAL | libc::EIO))
 }
@@ -323,10 +334,11 @@ impl Batch {
     /// Sends every reply marked ready, in as few `sendmmsg` calls as the
     /// socket takes, then clears them, sent or not. A message the kernel
     /// refuses (a firewall, an unreachable peer) is skipped, not the rest;
-    /// when it cannot cut a message of several replies into datagrams,
+    /// when it may not cut a message of several replies into datagrams,
     /// that message and the rest go again one reply a message, and so do
-    /// all of this worker's replies from then on. A send buffer that
-    /// stays full drops what is left. Returns the last error.
+    /// all of this worker's replies from then on if that is what it was.
+    /// A send buffer that stays full drops what is left. Returns the last
+    /// error.
     pub(in crate::listen) async fn send(&mut self, socket: &Socket) -> io::Result<()> {
         let segmenting = *self
             .segmenting
@@ -351,12 +363,19 @@ impl Batch {
                     failed = Some(error);
                     break;
                 }
-                // `sendmmsg` fails only when its first message does.
+                // `sendmmsg` fails only when its first message does. The
+                // rest of the batch goes one reply a message; if the first
+                // reply of the refused message is then taken alone, being
+                // cut up was the cause, and this worker stops asking for it.
                 Err(error) if self.headers.is_segmented(sent) && cannot_cut_up(&error) => {
-                    debug!(%error, "UDP replies refused as one message, sent one by one from now on");
-                    self.segmenting = Some(false);
                     for &i in self.headers.sent_before(sent) {
                         self.replies.ready[i] = None;
+                    }
+                    let first = self.headers.first_reply(sent);
+                    if self.sent_alone(socket.udp(), first) {
+                        debug!(%error, "UDP segmentation refused: one reply a message from now on");
+                        self.segmenting = Some(false);
+                        self.replies.ready[first] = None;
                     }
                     messages = self.headers.lay_out(&self.replies, false);
                     sent = 0;
@@ -370,41 +389,49 @@ impl Batch {
         self.replies.clear();
         failed.map_or(Ok(()), Err)
     }
+
+    /// Sends reply `i` alone, without blocking; whether the kernel took it.
+    fn sent_alone(&self, socket: &UdpSocket, i: usize) -> bool {
+        let reply = self.replies.to_send().find(|&(j, _)| j == i);
+        match (reply, self.peer(i)) {
+            (Some((_, reply)), Some(peer)) => send_now(socket, reply, peer).is_ok(),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeSet, time::Duration};
+    use std::time::Duration;
 
     use super::*;
 
-    /// Two clients send three queries each, one of them a longer one, to
-    /// a server on `loopback` (port 0); the batch echoes each with a
-    /// marker. Returns the server, the batch holding the replies ready to
-    /// send, and the clients.
-    async fn six_replies_ready(loopback: &str) -> (Socket, Batch, [tokio::net::UdpSocket; 2]) {
+    /// A server on `loopback` (port 0) and two clients; client `c` sends
+    /// the datagrams of `queries[c]`, all before the server takes them,
+    /// and the batch echoes each with a marker. Returns the server, the
+    /// batch holding the replies ready to send, and the clients.
+    async fn replies_ready(
+        loopback: &str,
+        queries: [&[&[u8]]; 2],
+    ) -> (Socket, Batch, [tokio::net::UdpSocket; 2]) {
         let mut server = Socket::new(UdpSocket::bind(loopback).unwrap()).unwrap();
         let to = server.udp().local_addr().unwrap();
         let clients = [
             tokio::net::UdpSocket::bind(loopback).await.unwrap(),
             tokio::net::UdpSocket::bind(loopback).await.unwrap(),
         ];
-        for (c, client) in clients.iter().enumerate() {
-            for q in 0..3u8 {
-                let query: &[u8] = if q == 2 {
-                    &[c as u8, q, 0]
-                } else {
-                    &[c as u8, q]
-                };
+        for (client, queries) in clients.iter().zip(queries) {
+            for query in queries {
                 client.send_to(query, to).await.unwrap();
             }
         }
+        let total = queries.iter().map(|queries| queries.len()).sum();
         let mut batch = Batch::new(crate::wire::udp_reply_bound(1232));
         let mut count = 0;
-        while count < 6 {
+        while count < total {
             count = batch.receive(&mut server).await.unwrap();
             assert!(
-                count == 6 || count == 0,
+                count == total || count == 0,
                 "queued datagrams come in one batch"
             );
         }
@@ -419,33 +446,47 @@ mod tests {
         (server, batch, clients)
     }
 
-    /// What each client received, as separate datagrams.
-    async fn replies_to(clients: &[tokio::net::UdpSocket; 2]) -> [BTreeSet<Vec<u8>>; 2] {
-        let mut seen = [BTreeSet::new(), BTreeSet::new()];
-        for (client, seen) in clients.iter().zip(&mut seen) {
+    /// The replies `replies_ready` makes for `queries`, sorted per client.
+    fn echoed(queries: [&[&[u8]]; 2]) -> [Vec<Vec<u8>>; 2] {
+        queries.map(|queries| {
+            let mut replies: Vec<_> = queries.iter().map(|q| [*q, &[0xee]].concat()).collect();
+            replies.sort();
+            replies
+        })
+    }
+
+    /// The datagrams each client received, sorted: as many as `expected`
+    /// holds for it, and then nothing more.
+    async fn received(
+        clients: &[tokio::net::UdpSocket; 2],
+        expected: &[Vec<Vec<u8>>; 2],
+    ) -> [Vec<Vec<u8>>; 2] {
+        let mut seen = [Vec::new(), Vec::new()];
+        for ((client, seen), expected) in clients.iter().zip(&mut seen).zip(expected) {
             let mut buf = [0u8; 64];
-            for _ in 0..3 {
+            for _ in 0..expected.len() {
                 let wait = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf));
                 let len = wait.await.unwrap().unwrap();
-                seen.insert(buf[..len].to_vec());
+                seen.push(buf[..len].to_vec());
             }
+            let more = tokio::time::timeout(Duration::from_millis(100), client.recv(&mut buf));
+            assert!(more.await.is_err(), "no datagram beyond the replies");
+            seen.sort();
         }
         seen
     }
 
-    fn expected() -> [BTreeSet<Vec<u8>>; 2] {
-        [0u8, 1].map(|c| {
-            [vec![c, 0, 0xee], vec![c, 1, 0xee], vec![c, 2, 0, 0xee]]
-                .into_iter()
-                .collect()
-        })
-    }
+    /// Per client, two 2-octet queries and a longer one.
+    const TWO_AND_ONE: [&[&[u8]]; 2] = [
+        &[&[0, 0], &[0, 1], &[0, 2, 0]],
+        &[&[1, 0], &[1, 1], &[1, 2, 0]],
+    ];
 
-    /// The replies of [`six_replies_ready`] on `loopback`: laid out as
-    /// four messages (per client, its two 3-octet replies together, its
+    /// The replies to [`TWO_AND_ONE`] on `loopback`: laid out as four
+    /// messages (per client, its two 3-octet replies together, its
     /// longer one apart), and received as six datagrams.
     async fn share_messages_on(loopback: &str) {
-        let (server, mut batch, clients) = six_replies_ready(loopback).await;
+        let (server, mut batch, clients) = replies_ready(loopback, TWO_AND_ONE).await;
         assert!(can_segment(server.udp()), "Linux 4.18 or later");
         assert_eq!(batch.headers.lay_out(&batch.replies, true), 4);
         let segments: Vec<_> = batch.headers.send[..4]
@@ -456,9 +497,10 @@ mod tests {
         assert_eq!(batch.headers.lay_out(&batch.replies, false), 6);
         batch.send(&server).await.unwrap();
         assert_eq!(batch.segmenting, Some(true));
+        let expected = echoed(TWO_AND_ONE);
         assert_eq!(
-            replies_to(&clients).await,
-            expected(),
+            received(&clients, &expected).await,
+            expected,
             "each its own datagram"
         );
     }
@@ -473,18 +515,17 @@ mod tests {
         share_messages_on("[::1]:0").await;
     }
 
-    #[tokio::test]
-    async fn replies_the_kernel_will_not_cut_up_go_one_by_one() {
-        let (server, mut batch, clients) = six_replies_ready("127.0.0.1:0").await;
-        // Without UDP checksums (SO_NO_CHECK), Linux refuses to cut a
-        // message into datagrams (EINVAL), as it does on routes through
-        // IPsec or devices without checksum offload (EIO).
+    /// Turns UDP checksums off for `socket` (SO_NO_CHECK): Linux then
+    /// refuses to cut a message into datagrams (EINVAL), as it does on
+    /// routes through IPsec or devices without checksum offload (EIO),
+    /// and still sends a reply alone.
+    fn checksums_off(socket: &UdpSocket) {
         let off: libc::c_int = 1;
         // SAFETY: the option's value is a live `c_int` of the given size.
         #[allow(unsafe_code)]
         let set = unsafe {
             libc::setsockopt(
-                server.udp().as_raw_fd(),
+                socket.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_NO_CHECK,
                 (&raw const off).cast(),
@@ -492,8 +533,53 @@ mod tests {
             )
         };
         assert_eq!(set, 0, "{}", io::Error::last_os_error());
+    }
+
+    #[tokio::test]
+    async fn replies_the_kernel_will_not_cut_up_go_one_by_one() {
+        let (server, mut batch, clients) = replies_ready("127.0.0.1:0", TWO_AND_ONE).await;
+        checksums_off(server.udp());
         batch.send(&server).await.unwrap();
         assert_eq!(batch.segmenting, Some(false), "given up");
-        assert_eq!(replies_to(&clients).await, expected(), "nothing lost");
+        let expected = echoed(TWO_AND_ONE);
+        assert_eq!(
+            received(&clients, &expected).await,
+            expected,
+            "nothing lost"
+        );
+    }
+
+    /// The first message (one reply) is sent, the second (two) refused:
+    /// the first reply is not sent again, the other two go one by one.
+    #[tokio::test]
+    async fn replies_sent_before_a_refused_message_go_once() {
+        const ONE_THEN_TWO: [&[&[u8]]; 2] = [&[&[0, 0]], &[&[1, 0], &[1, 1]]];
+        let (server, mut batch, clients) = replies_ready("127.0.0.1:0", ONE_THEN_TWO).await;
+        assert_eq!(batch.headers.lay_out(&batch.replies, true), 2);
+        checksums_off(server.udp());
+        batch.send(&server).await.unwrap();
+        assert_eq!(batch.segmenting, Some(false));
+        let expected = echoed(ONE_THEN_TWO);
+        assert_eq!(received(&clients, &expected).await, expected, "each once");
+    }
+
+    /// Replies to port 0 are refused with EINVAL whether they share a
+    /// message or not: that does not stop this worker cutting messages up.
+    #[tokio::test]
+    async fn a_peer_that_cannot_be_answered_leaves_segmenting_on() {
+        let (server, mut batch, clients) = replies_ready("127.0.0.1:0", TWO_AND_ONE).await;
+        for peer in &mut batch.headers.peers[3..6] {
+            // SAFETY: the kernel wrote an IPv4 address here (the server is
+            // on 127.0.0.1), which a `sockaddr_storage` has room and
+            // alignment for.
+            #[allow(unsafe_code)]
+            let peer = unsafe { &mut *(&raw mut *peer).cast::<libc::sockaddr_in>() };
+            peer.sin_port = 0;
+        }
+        let error = batch.send(&server).await.unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL));
+        assert_eq!(batch.segmenting, Some(true), "still on");
+        let expected = [echoed(TWO_AND_ONE)[0].clone(), Vec::new()];
+        assert_eq!(received(&clients, &expected).await, expected);
     }
 }
