@@ -515,6 +515,21 @@ mod tests {
         share_messages_on("[::1]:0").await;
     }
 
+    /// A client that takes coalesced datagrams (`UDP_GRO`) receives a
+    /// shared message whole: the proof that `send` shared it.
+    #[tokio::test]
+    async fn a_shared_message_leaves_as_one_packet() {
+        const TWO: [&[&[u8]]; 2] = [&[&[0, 0], &[0, 1]], &[]];
+        let (server, mut batch, [client, _]) = replies_ready("127.0.0.1:0", TWO).await;
+        nix::sys::socket::setsockopt(&client, nix::sys::socket::sockopt::UdpGroSegment, &true)
+            .unwrap();
+        batch.send(&server).await.unwrap();
+        let mut buf = [0u8; 64];
+        let wait = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf));
+        let len = wait.await.unwrap().unwrap();
+        assert_eq!(&buf[..len], &[0, 0, 0xee, 0, 1, 0xee]);
+    }
+
     /// Turns UDP checksums off for `socket` (SO_NO_CHECK): Linux then
     /// refuses to cut a message into datagrams (EINVAL), as it does on
     /// routes through IPsec or devices without checksum offload (EIO),
