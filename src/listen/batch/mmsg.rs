@@ -515,6 +515,21 @@ mod tests {
         share_messages_on("[::1]:0").await;
     }
 
+    /// A whole batch to one peer goes as one message of [`BATCH`]
+    /// segments, each received as its own datagram.
+    #[tokio::test]
+    async fn a_whole_batch_to_one_peer_is_one_message() {
+        let queries: Vec<[u8; 2]> = (0..BATCH as u8).map(|q| [0, q]).collect();
+        let queries: Vec<&[u8]> = queries.iter().map(|q| &q[..]).collect();
+        let all = [&queries[..], &[]];
+        let (server, mut batch, clients) = replies_ready("127.0.0.1:0", all).await;
+        assert_eq!(batch.headers.lay_out(&batch.replies, true), 1);
+        batch.send(&server).await.unwrap();
+        assert_eq!(batch.segmenting, Some(true));
+        let expected = echoed(all);
+        assert_eq!(received(&clients, &expected).await, expected);
+    }
+
     /// A client that takes coalesced datagrams (`UDP_GRO`) receives a
     /// shared message whole: the proof that `send` shared it.
     #[tokio::test]
