@@ -267,21 +267,38 @@ fn bind_udp(
 /// ignored. Only for replies that fit every link: a larger one would be
 /// refused by the kernel instead of fragmented.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-#[allow(unsafe_code)]
 fn forbid_fragmenting(socket: &Socket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-
     use nix::libc;
 
-    let mode: libc::c_int = libc::IP_PMTUDISC_PROBE;
-    // SAFETY: the descriptor is open (owned by `socket`), and the option
-    // value is a c_int that outlives the call, with its size passed.
+    set_int_option(
+        socket,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_PROBE,
+    )
+}
+
+/// Sets a socket option whose value is a C `int`, for the options nix
+/// has no name for.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[allow(unsafe_code)]
+fn set_int_option(
+    socket: &impl std::os::fd::AsRawFd,
+    level: nix::libc::c_int,
+    option: nix::libc::c_int,
+    value: nix::libc::c_int,
+) -> io::Result<()> {
+    use nix::libc;
+
+    // SAFETY: the descriptor is open (borrowed from its owner for the
+    // call), and the option value is a c_int that outlives the call, with
+    // its size passed.
     let done = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            (&raw const mode).cast(),
+            level,
+            option,
+            (&raw const value).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };

@@ -455,25 +455,25 @@ mod tests {
         })
     }
 
-    /// The datagrams each client received, sorted: as many as `expected`
-    /// holds for it, and then nothing more.
-    async fn received(
-        clients: &[tokio::net::UdpSocket; 2],
-        expected: &[Vec<Vec<u8>>; 2],
-    ) -> [Vec<Vec<u8>>; 2] {
-        let mut seen = [Vec::new(), Vec::new()];
-        for ((client, seen), expected) in clients.iter().zip(&mut seen).zip(expected) {
+    /// Checks that each client received its `expected` replies (in any
+    /// order), each once, and nothing more.
+    async fn assert_received(clients: &[tokio::net::UdpSocket; 2], expected: [Vec<Vec<u8>>; 2]) {
+        for (c, (client, expected)) in clients.iter().zip(expected).enumerate() {
             let mut buf = [0u8; 64];
+            let mut seen = Vec::new();
             for _ in 0..expected.len() {
                 let wait = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf));
                 let len = wait.await.unwrap().unwrap();
                 seen.push(buf[..len].to_vec());
             }
             let more = tokio::time::timeout(Duration::from_millis(100), client.recv(&mut buf));
-            assert!(more.await.is_err(), "no datagram beyond the replies");
+            assert!(
+                more.await.is_err(),
+                "client {c}: no datagram beyond the replies"
+            );
             seen.sort();
+            assert_eq!(seen, expected, "client {c}");
         }
-        seen
     }
 
     /// Per client, two 2-octet queries and a longer one.
@@ -497,12 +497,7 @@ mod tests {
         assert_eq!(batch.headers.lay_out(&batch.replies, false), 6);
         batch.send(&server).await.unwrap();
         assert_eq!(batch.segmenting, Some(true));
-        let expected = echoed(TWO_AND_ONE);
-        assert_eq!(
-            received(&clients, &expected).await,
-            expected,
-            "each its own datagram"
-        );
+        assert_received(&clients, echoed(TWO_AND_ONE)).await;
     }
 
     #[tokio::test]
@@ -526,8 +521,7 @@ mod tests {
         assert_eq!(batch.headers.lay_out(&batch.replies, true), 1);
         batch.send(&server).await.unwrap();
         assert_eq!(batch.segmenting, Some(true));
-        let expected = echoed(all);
-        assert_eq!(received(&clients, &expected).await, expected);
+        assert_received(&clients, echoed(all)).await;
     }
 
     /// A client that takes coalesced datagrams (`UDP_GRO`) receives a
@@ -550,19 +544,7 @@ mod tests {
     /// routes through IPsec or devices without checksum offload (EIO),
     /// and still sends a reply alone.
     fn checksums_off(socket: &UdpSocket) {
-        let off: libc::c_int = 1;
-        // SAFETY: the option's value is a live `c_int` of the given size.
-        #[allow(unsafe_code)]
-        let set = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NO_CHECK,
-                (&raw const off).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(set, 0, "{}", io::Error::last_os_error());
+        crate::listen::set_int_option(socket, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
     }
 
     #[tokio::test]
@@ -571,12 +553,7 @@ mod tests {
         checksums_off(server.udp());
         batch.send(&server).await.unwrap();
         assert_eq!(batch.segmenting, Some(false), "given up");
-        let expected = echoed(TWO_AND_ONE);
-        assert_eq!(
-            received(&clients, &expected).await,
-            expected,
-            "nothing lost"
-        );
+        assert_received(&clients, echoed(TWO_AND_ONE)).await;
     }
 
     /// The first message (one reply) is sent, the second (two) refused:
@@ -589,8 +566,7 @@ mod tests {
         checksums_off(server.udp());
         batch.send(&server).await.unwrap();
         assert_eq!(batch.segmenting, Some(false));
-        let expected = echoed(ONE_THEN_TWO);
-        assert_eq!(received(&clients, &expected).await, expected, "each once");
+        assert_received(&clients, echoed(ONE_THEN_TWO)).await;
     }
 
     /// Replies to port 0 are refused with EINVAL whether they share a
@@ -609,7 +585,6 @@ mod tests {
         let error = batch.send(&server).await.unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::EINVAL));
         assert_eq!(batch.segmenting, Some(true), "still on");
-        let expected = [echoed(TWO_AND_ONE)[0].clone(), Vec::new()];
-        assert_eq!(received(&clients, &expected).await, expected);
+        assert_received(&clients, [echoed(TWO_AND_ONE)[0].clone(), Vec::new()]).await;
     }
 }
