@@ -86,7 +86,6 @@ struct Plan {
 /// The control message that has the kernel cut a message's data into
 /// datagrams of `size` octets, as `CMSG_DATA` finds it.
 #[repr(C, align(8))]
-#[derive(Clone, Copy)]
 struct Segments {
     header: libc::cmsghdr,
     size: u16,
