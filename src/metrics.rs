@@ -132,6 +132,14 @@ pub struct UpstreamCounters {
     pub protocol_errors: Counter,
     /// Queries re-sent because their connection closed before answering.
     pub resent: Counter,
+    /// Connections condemned because a query's time ran out with nothing
+    /// read on them since it was written (a dead path, a lost NAT entry).
+    pub condemned: Counter,
+    /// Queries sent to this upstream as hedges: another upstream had not
+    /// answered them within its hedge delay.
+    pub hedges: Counter,
+    /// Hedges this upstream answered first.
+    pub hedges_won: Counter,
     /// Answers that carried a Padding option.
     pub padded_answers: Counter,
     /// Padded answers whose length (TCP prefix excluded) is a multiple of

@@ -45,6 +45,7 @@ impl fmt::Display for ForwardConfig {
         writeln!(f, "connections_per_upstream = {connections}")?;
         writeln!(f, "idle_timeout_ms = {}", self.idle_timeout.as_millis())?;
         writeln!(f, "tls13_only = {}", self.tls13_only)?;
+        writeln!(f, "tls_resumption = {}", self.tls_resumption)?;
         let per_connection = self.max_queries_per_connection;
         writeln!(f, "max_queries_per_connection = {per_connection}")
     }

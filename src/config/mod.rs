@@ -124,6 +124,9 @@ pub struct ForwardConfig {
     pub idle_timeout: Duration,
     /// Refuse TLS 1.2.
     pub tls13_only: bool,
+    /// Resume TLS sessions within one network (sessions are forgotten on
+    /// every network change); false turns resumption off entirely.
+    pub tls_resumption: bool,
     /// Queries in flight on one upstream connection at once.
     pub max_queries_per_connection: NonZeroUsize,
 }

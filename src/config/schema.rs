@@ -168,6 +168,7 @@ pub(super) struct RawForward {
     #[serde(rename = "idle_timeout_ms", with = "millis")]
     pub idle_timeout: Duration,
     pub tls13_only: bool,
+    pub tls_resumption: bool,
     pub max_queries_per_connection: usize,
 }
 
@@ -179,6 +180,7 @@ impl Default for RawForward {
             connections_per_upstream: default_connections_per_upstream(),
             idle_timeout: default_idle_timeout(),
             tls13_only: false,
+            tls_resumption: true,
             max_queries_per_connection: default_max_queries_per_connection(),
         }
     }

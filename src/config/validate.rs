@@ -187,6 +187,7 @@ fn check_forward(checker: &mut Checker<'_>, raw: RawForward) -> ForwardConfig {
         ),
         idle_timeout: checker.duration("forward.idle_timeout_ms", raw.idle_timeout, MAX_IDLE),
         tls13_only: raw.tls13_only,
+        tls_resumption: raw.tls_resumption,
         max_queries_per_connection: checker.count(
             "forward.max_queries_per_connection",
             per_connection,

@@ -12,6 +12,16 @@
 // answer comes or the connection closes: reusing one early could hand a
 // late answer to the wrong question. Any frame whose ID is not reserved is
 // a protocol error and closes the connection, so its queries are retried.
+//
+// A connection that goes silent (lost NAT state, a new WAN address, a
+// suspended laptop: the TCP connection looks open and nothing comes back)
+// is condemned: when a query's time runs out and no complete message has
+// arrived since it was written, the connection takes no new queries, its
+// other queries are handed back at once (`Closed`, so the pool re-sends
+// them elsewhere) and it closes. The connection task watches this itself,
+// against the earliest expiry of the queries written since the last
+// message, so it holds whether or not the query's waiter still waits (a
+// hedge may have answered it from another upstream).
 
 use std::{
     collections::HashMap,
@@ -22,7 +32,7 @@ use std::{
 use futures_util::StreamExt;
 use tokio::{
     io::{AsyncWrite, AsyncWriteExt},
-    sync::{OwnedSemaphorePermit, mpsc, oneshot},
+    sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot},
 };
 use tokio_util::{
     codec::{FramedRead, LengthDelimitedCodec},
@@ -74,6 +84,8 @@ pub struct Reply {
 pub(super) struct Conn {
     shared: Arc<Shared>,
     frames: mpsc::UnboundedSender<Vec<u8>>,
+    /// Ends the connection task: its own token, a child of the pool's.
+    retire: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -87,6 +99,8 @@ struct Shared {
     /// taking new ones: an upstream that drops queries silently gets a
     /// fresh connection instead of a growing pile of reserved IDs.
     max_abandoned: usize,
+    /// Wakes the reader when a query brings the silence deadline forward.
+    rearm: Notify,
 }
 
 #[derive(Debug)]
@@ -102,6 +116,15 @@ struct State {
     answered: u64,
     /// Tells entries apart when an ID is reused.
     next_serial: u64,
+    /// The earliest expiry among the queries written since the last
+    /// complete message arrived: passed with nothing read, the connection
+    /// is condemned. `None` while every query written has seen a message
+    /// arrive after it.
+    silence_deadline: Option<Instant>,
+    /// When the last complete message arrived.
+    last_message_at: Option<Instant>,
+    /// Set when it closed for silence.
+    condemned: bool,
 }
 
 #[derive(Debug)]
@@ -130,6 +153,9 @@ impl Conn {
             live: 0,
             answered: 0,
             next_serial: 0,
+            silence_deadline: None,
+            last_message_at: None,
+            condemned: false,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -137,14 +163,31 @@ impl Conn {
             padding: settings.padding,
             limit: Arc::clone(&settings.limit),
             max_abandoned: settings.max_queries,
+            rearm: Notify::new(),
         });
         // Unbounded, yet bounded: every frame queued belongs to a query
         // holding one of the upstream's in-flight permits.
         let (frames, queue) = mpsc::unbounded_channel();
         let span = debug_span!("upstream_connection", upstream = %connector.label);
-        let task = run(connector, settings, Arc::clone(&shared), queue, shutdown);
+        let task = run(
+            connector,
+            settings,
+            Arc::clone(&shared),
+            queue,
+            shutdown.clone(),
+        );
         tokio::spawn(task.instrument(span));
-        Self { shared, frames }
+        Self {
+            shared,
+            frames,
+            retire: shutdown,
+        }
+    }
+
+    /// Closes it now: its queries in flight get `Closed` (or `ClosedEarly`)
+    /// and are re-sent by the pool on a fresh connection.
+    pub(super) fn retire(&self) {
+        self.retire.cancel();
     }
 
     /// Whether it still takes queries.
@@ -152,21 +195,31 @@ impl Conn {
         self.shared.lock().open
     }
 
+    /// Whether it was condemned for silence without ever answering: the
+    /// upstream's fault, not the path's. (One that went silent after
+    /// answering is what a lost NAT entry or a new address leaves behind;
+    /// a fresh connection is the cure, and the upstream is not blamed.)
+    pub(super) fn went_silent_unanswered(&self) -> bool {
+        let state = self.shared.lock();
+        state.condemned && state.answered == 0
+    }
+
     /// Queries written or queued and not yet answered or abandoned.
     pub(super) fn load(&self) -> usize {
         self.shared.lock().live
     }
 
-    /// Sends `question`. `permit`, one of the upstream's in-flight slots,
-    /// stays with the returned [`InFlight`] until it has its answer or
-    /// gives up.
+    /// Sends `question`, whose answer is due by `expires`. `permit`, one of
+    /// the upstream's in-flight slots, stays with the returned [`InFlight`]
+    /// until it has its answer or gives up.
     pub(super) fn send(
         &self,
         question: &UpstreamQuestion<'_>,
+        expires: Instant,
         permit: OwnedSemaphorePermit,
     ) -> Result<InFlight, UpstreamError> {
         let (tx, rx) = oneshot::channel();
-        let (id, serial) = self.shared.submit(question, tx, &self.frames)?;
+        let (id, serial) = self.shared.submit(question, expires, tx, &self.frames)?;
         Ok(InFlight {
             rx,
             id,
@@ -221,6 +274,7 @@ impl Shared {
     fn submit(
         &self,
         question: &UpstreamQuestion<'_>,
+        expires: Instant,
         reply: oneshot::Sender<Result<Reply, UpstreamError>>,
         frames: &mpsc::UnboundedSender<Vec<u8>>,
     ) -> Result<(u16, u64), UpstreamError> {
@@ -250,6 +304,13 @@ impl Shared {
         };
         state.pending.insert(id, pending);
         state.live += 1;
+        if state
+            .silence_deadline
+            .is_none_or(|deadline| expires < deadline)
+        {
+            state.silence_deadline = Some(expires);
+            self.rearm.notify_one();
+        }
         Ok((id, serial))
     }
 
@@ -262,6 +323,10 @@ impl Shared {
         let pending = {
             let mut state = self.lock();
             let pending = state.pending.remove(&id).ok_or(UpstreamError::Protocol)?;
+            // A message came: every query written so far has heard from
+            // the upstream since.
+            state.silence_deadline = None;
+            state.last_message_at = Some(Instant::now());
             if pending.reply.is_some() {
                 state.live -= 1;
             }
@@ -305,6 +370,11 @@ impl Shared {
         self.lock().open = false;
     }
 
+    /// When the connection is condemned unless a message comes first.
+    fn silence_deadline(&self) -> Option<Instant> {
+        self.lock().silence_deadline
+    }
+
     /// Whether it takes no queries and none is waiting.
     fn is_drained(&self) -> bool {
         let state = self.lock();
@@ -320,14 +390,23 @@ impl Shared {
         !state.open
     }
 
-    /// Closes for good: every waiter gets `error`.
+    /// Closes for good: every waiter gets `error`, or `Closed` when the
+    /// connection was condemned for silence (the queries are not at fault,
+    /// and go elsewhere), or `ClosedEarly` when it closed without ever
+    /// answering.
     fn close(&self, error: &UpstreamError) {
         let (drained, error): (Vec<Pending>, UpstreamError) = {
             let mut state = self.lock();
             state.open = false;
             state.live = 0;
+            if matches!(error, UpstreamError::Silent) {
+                state.condemned = true;
+            }
             let error = match error {
-                UpstreamError::Closed if state.answered == 0 => UpstreamError::ClosedEarly,
+                UpstreamError::Closed | UpstreamError::Silent if state.answered == 0 => {
+                    UpstreamError::ClosedEarly
+                }
+                UpstreamError::Silent => UpstreamError::Closed,
                 other => other.clone(),
             };
             (
@@ -360,10 +439,28 @@ pub(super) struct InFlight {
 
 impl InFlight {
     /// Waits for the answer.
-    pub(super) async fn reply(mut self) -> Result<Reply, UpstreamError> {
+    pub(super) async fn reply(&mut self) -> Result<Reply, UpstreamError> {
         let result = (&mut self.rx).await;
         self.done = true;
         result.unwrap_or(Err(UpstreamError::Closed))
+    }
+
+    /// What its running out of time means: [`UpstreamError::Silent`] when
+    /// the connection had answered before and nothing at all came after
+    /// this query was written (the connection died; it is condemned, and
+    /// the upstream not blamed), otherwise [`UpstreamError::Timeout`].
+    pub(super) fn timed_out(&self) -> UpstreamError {
+        let state = self.shared.lock();
+        let sent_at = match state.pending.get(&self.id) {
+            Some(pending) if pending.serial == self.serial => pending.sent_at,
+            _ => return UpstreamError::Timeout,
+        };
+        let heard_since = state.last_message_at.is_some_and(|at| at >= sent_at);
+        if state.answered > 0 && !heard_since {
+            UpstreamError::Silent
+        } else {
+            UpstreamError::Timeout
+        }
     }
 }
 
@@ -476,12 +573,30 @@ async fn read_answers(
         .new_codec();
     let mut frames = FramedRead::new(reader, codec);
     let mut idle = configured_idle;
+    let mut idle_at = Instant::now() + idle;
     loop {
-        let frame = match tokio::time::timeout(idle, frames.next()).await {
-            Err(_elapsed) if shared.close_if_idle() => return UpstreamError::Closed,
-            Err(_elapsed) => continue,
-            Ok(None | Some(Err(_))) => return UpstreamError::Closed,
-            Ok(Some(Ok(frame))) => frame,
+        let silence = shared.silence_deadline();
+        let wake = silence.map_or(idle_at, |deadline| deadline.min(idle_at));
+        let frame = tokio::select! {
+            next = frames.next() => match next {
+                Some(Ok(frame)) => frame,
+                None | Some(Err(_)) => return UpstreamError::Closed,
+            },
+            () = shared.rearm.notified() => continue,
+            () = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                if silence.is_some_and(|deadline| deadline <= now) {
+                    shared.counters.condemned.inc();
+                    return UpstreamError::Silent;
+                }
+                if idle_at <= now {
+                    if shared.close_if_idle() {
+                        return UpstreamError::Closed;
+                    }
+                    idle_at = now + idle;
+                }
+                continue;
+            }
         };
         let edns = match shared.deliver(&frame) {
             Ok(edns) => edns,
@@ -501,6 +616,7 @@ async fn read_answers(
             }
             None => {}
         }
+        idle_at = Instant::now() + idle;
         if shared.is_drained() {
             return UpstreamError::Closed;
         }

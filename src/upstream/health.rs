@@ -1,9 +1,11 @@
 //! Whether an upstream should get queries: up, or backing off after a
 //! failure with an exponentially growing, capped delay.
 //!
-//! Backoff never wedges: an upstream whose delay has passed is offered one
-//! query again, and when every upstream is backing off the pool still
-//! probes the one due soonest, so service returns with the network.
+//! Backing off fails fast: until its delay has passed an upstream gets no
+//! query, and then exactly one, the probe, while the others go elsewhere
+//! or get SERVFAIL at once; none waits out its budget behind an upstream
+//! known to be failing. Backoff never wedges: every delay ends in a probe,
+//! and a network change ([`Health::reset`]) ends them all at once.
 
 use std::time::{Duration, Instant};
 
@@ -17,13 +19,15 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub enum Health {
     /// Answering.
     Up,
-    /// Failed `failures` times in a row; not offered queries before `until`,
-    /// unless every upstream is backing off.
+    /// Failed `failures` times in a row; offered no query before `until`,
+    /// then one probe at a time.
     Backoff {
-        /// When it may be tried again.
+        /// When it may be probed again.
         until: Instant,
         /// Consecutive failures.
         failures: u32,
+        /// Whether a probe query is out.
+        probing: bool,
     },
 }
 
@@ -40,12 +44,41 @@ pub enum Transition {
 }
 
 impl Health {
-    /// Whether it may get a query at `now`.
-    pub fn is_available(&self, now: Instant) -> bool {
+    /// Whether it takes queries without a probe: it is up.
+    pub fn is_up(&self) -> bool {
+        matches!(self, Self::Up)
+    }
+
+    /// Whether a probe may go to it at `now`: its delay has passed and no
+    /// other probe is out.
+    pub fn is_due(&self, now: Instant) -> bool {
         match self {
-            Self::Up => true,
-            Self::Backoff { until, .. } => *until <= now,
+            Self::Up => false,
+            Self::Backoff { until, probing, .. } => *until <= now && !probing,
         }
+    }
+
+    /// Takes the probe when it is due at `now`; true when taken.
+    pub fn start_probe(&mut self, now: Instant) -> bool {
+        let due = self.is_due(now);
+        if let Self::Backoff { probing, .. } = self {
+            *probing |= due;
+        }
+        due
+    }
+
+    /// Gives the probe back unanswered (its query was abandoned), so the
+    /// next query may probe.
+    pub fn end_probe(&mut self) {
+        if let Self::Backoff { probing, .. } = self {
+            *probing = false;
+        }
+    }
+
+    /// Forgets the failures: the network changed, so the past says nothing
+    /// of what works now.
+    pub fn reset(&mut self) {
+        *self = Self::Up;
     }
 
     /// When it may get a query again; `None` when up.
@@ -87,6 +120,7 @@ impl Health {
         *self = Self::Backoff {
             until: now + delay,
             failures,
+            probing: false,
         };
         transition
     }
@@ -125,14 +159,44 @@ mod tests {
     }
 
     #[test]
-    fn available_again_when_the_delay_has_passed() {
+    fn one_probe_at_a_time_once_the_delay_has_passed() {
         let now = Instant::now();
         let mut health = Health::Up;
         health.record_failure(now);
-        assert!(!health.is_available(now));
-        assert!(health.is_available(now + FIRST_BACKOFF));
+        assert!(!health.is_up());
+        assert!(!health.start_probe(now), "not before the delay");
+        let due = now + FIRST_BACKOFF;
+        assert!(health.start_probe(due));
+        assert!(!health.start_probe(due), "a second probe while one is out");
+        health.end_probe();
+        assert!(health.start_probe(due), "an abandoned probe frees the slot");
         assert_eq!(health.record_success(), Transition::Recovered);
-        assert!(health.is_available(now));
+        assert!(health.is_up());
         assert_eq!(health.record_success(), Transition::Same);
+    }
+
+    #[test]
+    fn a_failed_probe_backs_off_longer() {
+        let now = Instant::now();
+        let mut health = Health::Up;
+        health.record_failure(now);
+        let due = now + FIRST_BACKOFF;
+        assert!(health.start_probe(due));
+        assert_eq!(health.record_failure(due), Transition::Same);
+        assert_eq!(health.retry_at(), Some(due + 2 * FIRST_BACKOFF));
+        assert!(!health.start_probe(due + FIRST_BACKOFF));
+    }
+
+    #[test]
+    fn reset_forgets_the_failures() {
+        let now = Instant::now();
+        let mut health = Health::Up;
+        for step in 0..5 {
+            health.record_failure(now + MAX_BACKOFF * step);
+        }
+        health.reset();
+        assert!(health.is_up());
+        assert_eq!(health.record_failure(now), Transition::WentDown);
+        assert_eq!(health.retry_at(), Some(now + FIRST_BACKOFF));
     }
 }

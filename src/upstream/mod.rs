@@ -7,7 +7,8 @@
 //! - `pool` picks an upstream by policy and health; each upstream keeps a
 //!   few connections (`conn`), opened on demand through its `connector`,
 //!   which checks the certificate chain, the name and the SPKI `pin`s.
-//! - `health` holds the backoff state machine.
+//! - `health` holds the backoff state machine, `rtt` each upstream's
+//!   round-trip estimate and the hedge delay made from it.
 //! - `limit` keeps each upstream's advertised EDNS size, the bound of
 //!   query padding.
 //! - `probe` measures padding policies on the wire, for
@@ -23,6 +24,7 @@ mod limit;
 mod pin;
 mod pool;
 mod probe;
+mod rtt;
 
 use std::{io, sync::Arc};
 
@@ -32,6 +34,7 @@ pub use limit::{MIN_UPSTREAM_SIZE, PaddingLimit, UNKNOWN_UPSTREAM_SIZE};
 pub use pin::{BadPin, SpkiPin};
 pub use pool::{Exchange, Pool, use_lane};
 pub use probe::{ProbeConn, ProbeTarget, Records, Sample};
+pub use rtt::{MIN_HEDGE_DELAY, RttEstimate};
 
 /// Why an exchange with an upstream failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,6 +67,16 @@ pub enum UpstreamError {
     /// connection (garbage, an unknown ID, another question).
     #[error("answer does not match any query sent")]
     Protocol,
+    /// A query's time ran out with nothing at all read since it was
+    /// written, on a connection that had answered before: the connection
+    /// is condemned as dead (a lost NAT entry, a new address), and the
+    /// upstream not blamed.
+    #[error("connection went silent")]
+    Silent,
+    /// No upstream was up, and none was due for a probe: failing fast
+    /// rather than waiting behind upstreams known to be failing.
+    #[error("every upstream is failing and backing off")]
+    Unavailable,
 }
 
 impl UpstreamError {
@@ -76,6 +89,16 @@ impl UpstreamError {
     /// Whether it was a timeout.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout)
+    }
+
+    /// Whether a connection that had answered went silent under the query.
+    pub fn is_silent(&self) -> bool {
+        matches!(self, Self::Silent)
+    }
+
+    /// Whether it was dotstub's own congestion, no fault of the upstream.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy)
     }
 }
 

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::Semaphore;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
@@ -19,6 +20,7 @@ use super::{
     conn::{Conn, InFlight, Reply, Settings},
     connector::Connector,
     health::{Health, Transition},
+    rtt::RttEstimate,
 };
 use crate::{
     ErrorChain,
@@ -62,6 +64,8 @@ pub struct Pool {
     policy: SelectionPolicy,
     /// Round-robin position.
     next: AtomicUsize,
+    /// The longest hedge delay: half the query timeout.
+    longest_hedge: Duration,
     /// Cancels every connection task when the pool goes.
     _shutdown: DropGuard,
 }
@@ -90,6 +94,7 @@ impl Pool {
                 lanes: Lane::split(config.forward.connections_per_upstream.get(), workers),
                 permits: Arc::new(Semaphore::new(per_upstream)),
                 health: Mutex::new(Health::Up),
+                rtt: Mutex::default(),
                 counters: Arc::clone(counters),
                 shutdown: shutdown.clone(),
             });
@@ -98,6 +103,7 @@ impl Pool {
             upstreams,
             policy: config.forward.policy,
             next: AtomicUsize::new(0),
+            longest_hedge: config.forward.timeout / 2,
             _shutdown: shutdown.drop_guard(),
         })
     }
@@ -112,84 +118,239 @@ impl Pool {
         self.upstreams.get(index).map(|u| *u.health())
     }
 
+    /// Starts afresh after a network change (a new address or route, a
+    /// resume from sleep): every connection is closed and its queries
+    /// re-sent on fresh ones, backoff is forgotten, and so are TLS
+    /// sessions, which would let an upstream link this network's
+    /// connections to the last one's (RFC 8446 appendix C.4).
+    pub fn network_changed(&self) {
+        for upstream in &self.upstreams {
+            upstream.network_changed();
+        }
+    }
+
     /// Sends `question` and returns the first answer, trying upstreams in
-    /// policy order until one answers or `deadline` passes. Each upstream
-    /// is tried once per call, plus re-sends when a connection closes under
-    /// the query; an attempt gets half the time left unless it is the
-    /// last candidate, so a silent upstream cannot eat the whole budget.
+    /// policy order until one answers or `deadline` passes.
+    ///
+    /// - An attempt that has no answer after its upstream's hedge delay
+    ///   (`srtt + 4 × rttvar`, within 100 ms and half the query timeout)
+    ///   is also sent to the next upstream that is up; the first answer
+    ///   wins.
+    /// - A failed attempt moves on to the next upstream at once; a query
+    ///   whose connection closed under it is re-sent on a fresh one.
+    /// - An upstream backing off gets no query until its delay has passed,
+    ///   then one probe at a time. With no upstream up and no probe due,
+    ///   the exchange fails at once ([`UpstreamError::Unavailable`]).
     pub async fn exchange(
         &self,
         question: &UpstreamQuestion<'_>,
         deadline: Instant,
     ) -> Result<Exchange, UpstreamError> {
-        let mut tried = vec![false; self.upstreams.len()];
-        let mut last_error = UpstreamError::Timeout;
-        let mut early_resends = 0;
-        while let Some(index) = self.select(&tried, Instant::now()) {
-            let Some(upstream) = self.upstreams.get(index) else {
-                break;
+        let mut run = Run::new(self.upstreams.len());
+        let mut attempts = FuturesUnordered::new();
+        let Some(first) = self.select(&run.tried, Instant::now(), Probes::Allowed) else {
+            return Err(UpstreamError::Unavailable);
+        };
+        run.started(first.index);
+        attempts.push(self.attempt(first, question, deadline, false));
+        loop {
+            let hedge_at = run.latest.and_then(|(index, started)| {
+                let upstream = self.upstreams.get(index)?;
+                Some(started + upstream.hedge_delay(self.longest_hedge))
+            });
+            let finished = tokio::select! {
+                finished = attempts.next() => finished,
+                () = sleep_until_or_never(hedge_at) => {
+                    run.latest = None;
+                    let now = Instant::now();
+                    if let Some(next) = self.select(&run.tried, now, Probes::Forbidden) {
+                        self.upstreams[next.index].counters.hedges.inc();
+                        run.started(next.index);
+                        attempts.push(self.attempt(next, question, deadline, true));
+                    }
+                    continue;
+                }
             };
-            let now = Instant::now();
-            let Some(remaining) = deadline
-                .checked_duration_since(now)
-                .filter(|d| !d.is_zero())
+            let Some(Attempt {
+                index,
+                hedge,
+                result,
+            }) = finished
             else {
-                break;
+                return Err(run.last_error);
             };
-            let untried = tried.iter().filter(|t| !**t).count();
-            let budget = if untried > 1 {
-                remaining / 2
-            } else {
-                remaining
-            };
-            match upstream.exchange(question, budget).await {
+            let upstream = &self.upstreams[index];
+            let resend = match result {
                 Ok(reply) => {
-                    upstream.record_success();
+                    if hedge {
+                        upstream.counters.hedges_won.inc();
+                    }
                     return Ok(Exchange {
                         reply,
                         upstream: index,
                     });
                 }
-                Err(UpstreamError::Closed) => upstream.counters.resent.inc(),
-                Err(UpstreamError::ClosedEarly) if early_resends < MAX_EARLY_RESENDS => {
-                    early_resends += 1;
-                    upstream.counters.resent.inc();
+                Err(UpstreamError::Closed) => true,
+                Err(UpstreamError::ClosedEarly) if run.early_resends < MAX_EARLY_RESENDS => {
+                    run.early_resends += 1;
+                    true
                 }
                 Err(error) => {
-                    // Busy is our own congestion, not the upstream's fault.
-                    if !matches!(error, UpstreamError::Busy) {
+                    if matches!(error, UpstreamError::ClosedEarly) {
                         upstream.record_failure(&error);
                     }
-                    if let Some(tried) = tried.get_mut(index) {
-                        *tried = true;
-                    }
-                    last_error = error;
+                    run.last_error = error;
+                    false
                 }
+            };
+            let next = if resend {
+                upstream.counters.resent.inc();
+                Some(Pick {
+                    index,
+                    probe: false,
+                })
+            } else {
+                self.select(&run.tried, Instant::now(), Probes::Allowed)
+            };
+            if let Some(next) = next {
+                run.started(next.index);
+                attempts.push(self.attempt(next, question, deadline, hedge));
             }
         }
-        Err(last_error)
     }
 
-    /// Picks the next upstream not yet tried: by policy among those whose
-    /// backoff has passed, or else the one due soonest, so backoff never
-    /// stops service for good.
-    fn select(&self, tried: &[bool], now: Instant) -> Option<usize> {
+    /// One attempt at the upstream `pick` names, its health updated by
+    /// the result. `hedge` marks an attempt started because another was
+    /// slow.
+    async fn attempt(
+        &self,
+        pick: Pick,
+        question: &UpstreamQuestion<'_>,
+        deadline: Instant,
+        hedge: bool,
+    ) -> Attempt {
+        let Pick { index, probe } = pick;
+        let upstream = &self.upstreams[index];
+        // A probe's slot is given back if the attempt ends without a
+        // verdict (another upstream answered first, the client gave up),
+        // so the next query may probe.
+        let _probe = probe.then_some(ProbeSlot(upstream));
+        let result = upstream.exchange(question, deadline).await;
+        match &result {
+            Ok(reply) => upstream.record_success(reply.rtt),
+            // Busy is our own congestion, not the upstream's fault; a
+            // connection that died after answering is the path's; closes
+            // are re-sent, and judged by the pool.
+            Err(error) if error.is_connection_closed() || error.is_busy() || error.is_silent() => {}
+            Err(error) => upstream.record_failure(error),
+        }
+        Attempt {
+            index,
+            hedge,
+            result,
+        }
+    }
+
+    /// Picks the next upstream not yet tried: the first that is up, in
+    /// policy order, or else one whose probe is due (taking it, when
+    /// `probes` allows). `None` when neither exists.
+    fn select(&self, tried: &[bool], now: Instant, probes: Probes) -> Option<Pick> {
         let count = self.upstreams.len();
         let start = match self.policy {
             SelectionPolicy::Ordered => 0,
             SelectionPolicy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % count.max(1),
         };
-        let candidates = (0..count)
-            .map(|offset| (start + offset) % count)
-            .filter(|&i| !tried.get(i).copied().unwrap_or(true));
-        let healths: Vec<(usize, Health)> = candidates
-            .filter_map(|i| self.upstreams.get(i).map(|u| (i, *u.health())))
-            .collect();
-        healths
-            .iter()
-            .find(|(_, health)| health.is_available(now))
-            .or_else(|| healths.iter().min_by_key(|(_, health)| health.retry_at()))
-            .map(|(index, _)| *index)
+        let candidates = || {
+            (0..count)
+                .map(move |offset| (start + offset) % count)
+                .filter(|&i| !tried.get(i).copied().unwrap_or(true))
+        };
+        if let Some(index) = candidates().find(|&i| self.upstreams[i].health().is_up()) {
+            return Some(Pick {
+                index,
+                probe: false,
+            });
+        }
+        if probes == Probes::Forbidden {
+            return None;
+        }
+        let index = candidates().find(|&i| self.upstreams[i].health().start_probe(now))?;
+        Some(Pick { index, probe: true })
+    }
+}
+
+/// The upstream an attempt goes to.
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    /// Its index.
+    index: usize,
+    /// Whether the attempt is its probe (it is backing off).
+    probe: bool,
+}
+
+/// Whether [`Pool::select`] may pick an upstream that is backing off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probes {
+    /// Yes, as its one probe.
+    Allowed,
+    /// No: hedges go only to upstreams that are up.
+    Forbidden,
+}
+
+/// The state of one [`Pool::exchange`].
+#[derive(Debug)]
+struct Run {
+    /// Upstreams given an attempt, by index.
+    tried: Vec<bool>,
+    /// Re-sends after connections closed before answering anything.
+    early_resends: u32,
+    /// Why the last failed attempt failed.
+    last_error: UpstreamError,
+    /// The latest attempt started and when: the one a hedge would back up.
+    latest: Option<(usize, Instant)>,
+}
+
+impl Run {
+    fn new(upstreams: usize) -> Self {
+        Self {
+            tried: vec![false; upstreams],
+            early_resends: 0,
+            last_error: UpstreamError::Unavailable,
+            latest: None,
+        }
+    }
+
+    fn started(&mut self, index: usize) {
+        if let Some(tried) = self.tried.get_mut(index) {
+            *tried = true;
+        }
+        self.latest = Some((index, Instant::now()));
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug)]
+struct Attempt {
+    index: usize,
+    hedge: bool,
+    result: Result<Reply, UpstreamError>,
+}
+
+/// An upstream's probe slot, given back when an attempt ends without a
+/// verdict: [`Health::end_probe`] changes nothing once a result is in.
+struct ProbeSlot<'a>(&'a Upstream);
+
+impl Drop for ProbeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.health().end_probe();
+    }
+}
+
+/// Sleeps until `at`, or forever when `None`.
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -202,6 +363,14 @@ struct Lane {
     /// add one.
     conns: Mutex<Vec<Conn>>,
     max: usize,
+}
+
+impl Lane {
+    fn lock(&self) -> MutexGuard<'_, Vec<Conn>> {
+        self.conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Lane {
@@ -232,43 +401,53 @@ struct Upstream {
     /// times `max_queries_per_connection`. A query waits for one.
     permits: Arc<Semaphore>,
     health: Mutex<Health>,
+    /// Round-trip times of its answers, for the hedge delay.
+    rtt: Mutex<RttEstimate>,
     counters: Arc<UpstreamCounters>,
     shutdown: CancellationToken,
 }
 
 impl Upstream {
-    /// One attempt within `budget`: wait for an in-flight slot, send, and
+    /// One attempt, until `deadline`: wait for an in-flight slot, send, and
     /// wait for the answer.
     async fn exchange(
         &self,
         question: &UpstreamQuestion<'_>,
-        budget: Duration,
+        deadline: Instant,
     ) -> Result<Reply, UpstreamError> {
-        let started = Instant::now();
-        let permit = tokio::time::timeout(budget, Arc::clone(&self.permits).acquire_owned())
+        let until = tokio::time::Instant::from_std(deadline);
+        let permit = tokio::time::timeout_at(until, Arc::clone(&self.permits).acquire_owned())
             .await
             .map_err(|_| UpstreamError::Busy)?
             .map_err(|_| UpstreamError::Closed)?;
-        let in_flight = self.send(question, permit)?;
-        let left = budget.saturating_sub(started.elapsed());
-        tokio::time::timeout(left, in_flight.reply())
-            .await
-            .unwrap_or(Err(UpstreamError::Timeout))
+        let mut in_flight = self.send(question, deadline, permit)?;
+        match tokio::time::timeout_at(until, in_flight.reply()).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(in_flight.timed_out()),
+        }
     }
 
     /// Writes on the least loaded open connection, opening one when every
-    /// open connection is busy and the limit allows.
+    /// open connection is busy and the limit allows. A connection found
+    /// condemned for silence without ever answering fails the upstream,
+    /// even when the query that found it silent was answered elsewhere
+    /// (a hedge): this query then moves on too.
     fn send(
         &self,
         question: &UpstreamQuestion<'_>,
+        deadline: Instant,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<InFlight, UpstreamError> {
         let lane = &self.lanes[LANE.get() % self.lanes.len()];
-        let mut conns = lane
-            .conns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        conns.retain(Conn::is_open);
+        let mut conns = lane.lock();
+        let mut never_answered = false;
+        conns.retain(|conn| {
+            never_answered |= conn.went_silent_unanswered();
+            conn.is_open()
+        });
+        if never_answered {
+            return Err(UpstreamError::Timeout);
+        }
         let least = conns
             .iter()
             .enumerate()
@@ -289,7 +468,24 @@ impl Upstream {
         conns
             .get(index)
             .ok_or(UpstreamError::Closed)?
-            .send(question, permit)
+            .send(question, deadline, permit)
+    }
+
+    /// Closes every connection; the queries in flight on them are re-sent
+    /// on fresh ones. Backoff and TLS sessions are forgotten.
+    fn network_changed(&self) {
+        for lane in &self.lanes {
+            for conn in lane.lock().drain(..) {
+                conn.retire();
+            }
+        }
+        self.health().reset();
+        self.connector.forget_sessions();
+    }
+
+    /// How long a query waits for this upstream before it is hedged.
+    fn hedge_delay(&self, longest: Duration) -> Duration {
+        self.rtt().hedge_delay(longest)
     }
 
     fn health(&self) -> MutexGuard<'_, Health> {
@@ -298,7 +494,14 @@ impl Upstream {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn record_success(&self) {
+    fn rtt(&self) -> MutexGuard<'_, RttEstimate> {
+        self.rtt
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn record_success(&self, rtt: Duration) {
+        self.rtt().sample(rtt);
         if self.health().record_success() == Transition::Recovered {
             info!(upstream = %self.label, "upstream answering again");
         }
@@ -315,12 +518,12 @@ impl Upstream {
             let mut health = self.health();
             (health.record_failure(now), health.retry_at())
         };
-        let retry_in = retry_at.map(|at| at.saturating_duration_since(now));
+        let retry_in_s = retry_at.map_or(0, |at| at.saturating_duration_since(now).as_secs());
         let (label, error) = (&self.label, ErrorChain(error));
         if transition == Transition::WentDown {
-            warn!(upstream = %label, %error, ?retry_in, "upstream failed, backing off");
+            warn!(upstream = %label, %error, retry_in_s, "upstream failed, backing off");
         } else {
-            debug!(upstream = %label, %error, ?retry_in, "upstream still failing");
+            debug!(upstream = %label, %error, retry_in_s, "upstream still failing");
         }
     }
 }

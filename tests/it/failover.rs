@@ -11,6 +11,8 @@ use hickory_proto::{
     rr::RecordType,
 };
 
+use dotstub::upstream::Health;
+
 use crate::support::{
     certs::TestPki,
     client::{self, a_records},
@@ -81,7 +83,7 @@ async fn refused_first_upstream_fails_over_to_the_next() {
 }
 
 #[tokio::test]
-async fn silent_first_upstream_fails_over_within_the_timeout() {
+async fn silent_first_upstream_is_hedged_then_backed_off() {
     let pki = TestPki::new();
     let silent = DotUpstream::start(pki.leaf(TLS_NAME), Script::Stall).await;
     let good = DotUpstream::start(pki.leaf(TLS_NAME), Script::Answer).await;
@@ -90,17 +92,36 @@ async fn silent_first_upstream_fails_over_within_the_timeout() {
         ..Options::default()
     };
     let dotstub = start_with(&pki, &[&silent, &good], false, &options);
-    let reply = within(&dotstub, "late.failover.test.", Duration::from_millis(1500)).await;
+    // With no round trip measured yet, the hedge waits half the timeout
+    // (500 ms), then the good upstream answers: well before the timeout.
+    let reply = within(&dotstub, "late.failover.test.", Duration::from_millis(900)).await;
     assert_eq!(a_records(&reply), [expected_a("late.failover.test")]);
     assert_eq!(
         silent.received().len(),
         1,
         "the silent upstream was tried first"
     );
-    assert_eq!(dotstub.metrics.upstream(0).unwrap().timeouts.get(), 1);
-    // Backing off now: the next query goes straight to the good upstream.
-    within(&dotstub, "next.failover.test.", Duration::from_millis(500)).await;
+    let (silent_counters, good_counters) = (
+        dotstub.metrics.upstream(0).unwrap(),
+        dotstub.metrics.upstream(1).unwrap(),
+    );
+    assert_eq!(good_counters.hedges.get(), 1);
+    assert_eq!(good_counters.hedges_won.get(), 1);
+    // When the query's time is up, the connection that never answered is
+    // condemned, and the next query finds it so: the silent upstream backs
+    // off, and that query moves on at once.
+    client::eventually("the silent connection is condemned", || {
+        silent_counters.condemned.get() == 1
+    })
+    .await;
+    within(&dotstub, "next.failover.test.", Duration::from_millis(400)).await;
+    within(&dotstub, "third.failover.test.", Duration::from_millis(400)).await;
     assert_eq!(silent.received().len(), 1);
+    assert_eq!(silent_counters.timeouts.get(), 1);
+    assert!(matches!(
+        dotstub.upstream_health(0),
+        Some(Health::Backoff { .. })
+    ));
 }
 
 #[tokio::test]
@@ -131,19 +152,35 @@ async fn all_upstreams_silent_gives_servfail_within_the_timeout() {
 }
 
 #[tokio::test]
-async fn backoff_never_wedges_when_the_upstream_returns() {
+async fn backoff_fails_fast_and_never_wedges_when_the_upstream_returns() {
     let rig = Harness::start(Script::RefuseTls).await;
     let reply = within(&rig.dotstub, "a.failover.test.", Duration::from_secs(4)).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
-    assert_eq!(
-        rig.dotstub.metrics.upstream(0).unwrap().tls_failures.get(),
-        1
-    );
-    // The only upstream is backing off, but it is still probed: service
-    // comes back with the upstream, without a restart.
+    let counters = rig.dotstub.metrics.upstream(0).unwrap();
+    assert_eq!(counters.tls_failures.get(), 1);
     rig.upstream.set_script(Script::Answer);
-    let reply = within(&rig.dotstub, "b.failover.test.", Duration::from_secs(4)).await;
-    assert_eq!(a_records(&reply), [expected_a("b.failover.test")]);
+    // While it backs off (1 s), queries get SERVFAIL at once, far within
+    // the 3 s budget, and nothing is sent to it.
+    let reply = within(&rig.dotstub, "b.failover.test.", Duration::from_millis(300)).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(extended_error(&reply), Some(NO_REACHABLE_AUTHORITY));
+    assert_eq!(counters.connections.get() + counters.tls_failures.get(), 1);
+    // Once the delay has passed, one query probes it, and service comes
+    // back with the upstream, without a restart.
+    let answered = async {
+        loop {
+            let reply = within(&rig.dotstub, "c.failover.test.", Duration::from_secs(4)).await;
+            if reply.metadata.response_code == ResponseCode::NoError {
+                return reply;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let reply = tokio::time::timeout(Duration::from_secs(3), answered)
+        .await
+        .expect("answered once the backoff delay passed");
+    assert_eq!(a_records(&reply), [expected_a("c.failover.test")]);
+    assert_eq!(rig.upstream.received().len(), 1, "one probe, answered");
 }
 
 #[tokio::test]
@@ -191,6 +228,8 @@ async fn queries_the_upstream_never_answers_do_not_use_up_its_slots() {
         .map(|i| (format!("lost{i}.failover.test"), Duration::from_secs(3600)))
         .collect();
     let rig = Harness::with(Script::DelayByName(lost), options).await;
+    let warm = within(&rig.dotstub, "warm.failover.test.", Duration::from_secs(2)).await;
+    assert_eq!(a_records(&warm), [expected_a("warm.failover.test")]);
     join_all((0..4).map(|i| {
         let dotstub = &rig.dotstub;
         async move {
@@ -204,8 +243,9 @@ async fn queries_the_upstream_never_answers_do_not_use_up_its_slots() {
         }
     }))
     .await;
-    // The slots came back, and the connection full of given-up queries was
-    // replaced: ordinary names are answered.
+    // The slots came back, and the connection that went silent was
+    // condemned and replaced, without blaming the upstream: ordinary names
+    // are answered at once.
     for i in 0..5 {
         let name = format!("found{i}.failover.test.");
         let reply = within(&rig.dotstub, &name, Duration::from_secs(2)).await;
@@ -219,8 +259,12 @@ async fn a_retry_joining_a_failing_query_gets_its_own_attempt() {
         forward: "timeout_ms = 1000",
         ..Options::default()
     };
-    let rig = Harness::with(Script::Stall, options).await;
+    let rig = Harness::with(Script::Answer, options).await;
     let addr = rig.dotstub.addr;
+    // The connection answers once, then goes silent: the first query's
+    // timeout condemns it without blaming the upstream.
+    within(&rig.dotstub, "warm.failover.test.", Duration::from_secs(2)).await;
+    rig.upstream.set_script(Script::Stall);
     let first = tokio::spawn(async move {
         let bytes = client::encode(&client::query("retry.failover.test.", RecordType::A));
         client::udp_bytes(addr, &bytes, Duration::from_secs(3)).await

@@ -41,6 +41,10 @@ mod edns;
 // Retries, failover, SERVFAIL within the timeout, backoff that never wedges.
 mod failover;
 
+// Connections that die quietly (silent, out of step) cost at most one
+// query; a network change starts the pool afresh (issue 13).
+mod dead_connections;
+
 // Certificate chain, name and SPKI pin checks.
 mod auth;
 

@@ -27,18 +27,6 @@ async fn concurrent_queries(rig: &Harness, count: usize, client_id: u16) {
     join_all(queries).await;
 }
 
-/// Waits until `condition` holds, for at most the client timeout.
-async fn eventually(what: &str, condition: impl Fn() -> bool) {
-    let wait = async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(client::CLIENT_TIMEOUT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{what}"));
-}
-
 #[tokio::test]
 async fn five_hundred_concurrent_queries_share_the_configured_connections() {
     let options = Options {
@@ -131,7 +119,7 @@ async fn idle_upstream_connection_closes_and_resumes_tls() {
     };
     let rig = Harness::with(Script::Answer, options).await;
     client::udp(rig.dotstub.addr, &client::query("a.test.", RecordType::A)).await;
-    eventually("dotstub closes the idle connection", || {
+    client::eventually("dotstub closes the idle connection", || {
         rig.upstream.open_connections() == 0
     })
     .await;
@@ -157,7 +145,7 @@ async fn shorter_keepalive_from_the_server_wins() {
     rig.upstream.set_keepalive(Some(Duration::from_millis(300)));
     client::udp(rig.dotstub.addr, &client::query("a.test.", RecordType::A)).await;
     assert_eq!(rig.upstream.open_connections(), 1);
-    eventually("dotstub honours the server's keepalive", || {
+    client::eventually("dotstub honours the server's keepalive", || {
         rig.upstream.open_connections() == 0
     })
     .await;
@@ -168,7 +156,7 @@ async fn server_asking_to_close_gets_a_fresh_connection_next_time() {
     let rig = Harness::start(Script::Answer).await;
     rig.upstream.set_keepalive(Some(Duration::ZERO));
     client::udp(rig.dotstub.addr, &client::query("a.test.", RecordType::A)).await;
-    eventually("dotstub closes on keepalive 0", || {
+    client::eventually("dotstub closes on keepalive 0", || {
         rig.upstream.open_connections() == 0
     })
     .await;

@@ -368,6 +368,30 @@ async fn wrong_id_and_garbage_answers() {
 }
 
 #[tokio::test]
+async fn out_of_step_writes_stray_octets_before_honest_answers() {
+    within(async {
+        let (_upstream, mut client) = connected(Script::OutOfStep { answers: 1 }).await;
+        let first = client
+            .ask(&query(1, "in-step.test.", RecordType::A, None))
+            .await;
+        assert_eq!(first.metadata.id, 1);
+        client
+            .send_query(&query(2, "out-of-step.test.", RecordType::A, None))
+            .await;
+        // Read as a frame, the stray octets announce 4,096 octets; what
+        // really follows is the honest answer, length-prefixed.
+        assert_eq!(client.tls.read_u16().await.unwrap(), 0x1000);
+        let honest = client.recv().await;
+        assert_eq!(honest.metadata.id, 2);
+        assert_eq!(
+            addresses(&honest),
+            [RData::A(fixtures::expected_a("out-of-step.test").into())]
+        );
+    })
+    .await
+}
+
+#[tokio::test]
 async fn handshake_fails_for_untrusted_ca_and_refused_tls() {
     within(async {
         let (_pki, upstream, _config) = start(Script::Answer).await;

@@ -158,3 +158,15 @@ pub fn extended_error(reply: &Message) -> Option<(u16, String)> {
         _ => None,
     })
 }
+
+/// Waits until `condition` holds, for at most the client timeout.
+pub async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let wait = async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(CLIENT_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+}

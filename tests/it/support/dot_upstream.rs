@@ -59,6 +59,14 @@ pub enum Script {
     /// Answer every query with a length-prefixed frame of random bytes, shorter
     /// than a DNS header so it can never be taken for a message.
     Garbage,
+    /// Per connection: answer `answers` queries; before every later answer
+    /// write two stray octets, so the stream falls out of step: what follows
+    /// reads as a 4,096-octet frame that never completes, though the
+    /// answers themselves are honest.
+    OutOfStep {
+        /// Queries answered in step.
+        answers: usize,
+    },
     /// Answer correctly except that the ID is `id ^ 0x5a5a`.
     WrongId,
     /// Accept TCP, then close it at once without a TLS handshake.
@@ -268,6 +276,8 @@ enum Out {
     Frame(Vec<u8>),
     Close,
     ResetMidFrame(Vec<u8>),
+    /// Two stray octets, then the frame.
+    AfterStrayOctets(Vec<u8>),
 }
 
 /// How a connection's writer finished.
@@ -331,6 +341,13 @@ async fn write_loop(mut writer: Writer, mut rx: mpsc::UnboundedReceiver<Out>) ->
                 Ok(()) => continue,
                 Err(_) => Ending::Done,
             },
+            Out::AfterStrayOctets(bytes) => {
+                let stray = writer.write_all(&STRAY_OCTETS).await;
+                match stray.is_ok() && write_frame(&mut writer, &bytes, bytes.len()).await.is_ok() {
+                    true => continue,
+                    false => Ending::Done,
+                }
+            }
             Out::Close => {
                 let _ = writer.shutdown().await;
                 Ending::Closed
@@ -347,6 +364,10 @@ async fn write_loop(mut writer: Writer, mut rx: mpsc::UnboundedReceiver<Out>) ->
     }
     (writer, Ending::Done)
 }
+
+/// What `Script::OutOfStep` writes before an answer: read as a length
+/// prefix, 4,096 octets, far more than the answers that follow.
+const STRAY_OCTETS: [u8; 2] = [0x10, 0x00];
 
 /// Writes the length prefix of `message` and its first `send` octets.
 async fn write_frame(writer: &mut Writer, message: &[u8], send: usize) -> io::Result<()> {
@@ -445,6 +466,9 @@ impl Connection {
             Script::CloseAfter { answers } => self.answer_then(answers, reply, |_| Out::Close),
             Script::ResetMidAnswer { answers } => {
                 self.answer_then(answers, reply, Out::ResetMidFrame)
+            }
+            Script::OutOfStep { answers } => {
+                self.answer_then(answers, reply, Out::AfterStrayOctets)
             }
             Script::Garbage => {
                 let mut garbage = vec![0; 11];

@@ -7,6 +7,8 @@ use dotstub::{
     cache::{Clock, ManualClock},
     config::Config,
     metrics::Metrics,
+    resolver::Resolver,
+    upstream::Health,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -73,6 +75,7 @@ pub struct Dotstub {
     pub addr: SocketAddr,
     /// Its live counters.
     pub metrics: Arc<Metrics>,
+    resolver: Arc<Resolver>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), RunError>>>,
 }
@@ -89,6 +92,7 @@ impl Dotstub {
         let server = Server::bind_with_clock(config, clock).expect("dotstub binds loopback port 0");
         let addr = server.local_addrs()[0];
         let metrics = server.metrics();
+        let resolver = server.resolver();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
@@ -96,9 +100,20 @@ impl Dotstub {
         Dotstub {
             addr,
             metrics,
+            resolver,
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// The health of upstream `index`, as the pool sees it.
+    pub fn upstream_health(&self, index: usize) -> Option<Health> {
+        self.resolver.pool().health(index)
+    }
+
+    /// Tells the pool the network changed, as the network watcher does.
+    pub fn network_changed(&self) {
+        self.resolver.pool().network_changed();
     }
 
     /// Shuts down and waits until `run` has returned.
