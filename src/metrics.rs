@@ -46,8 +46,12 @@ pub struct ServerCounters {
     pub dropped_responses: Counter,
     /// UDP datagrams longer than any query dotstub reads (4 KiB), dropped.
     pub dropped_oversize: Counter,
-    /// UDP queries dropped because `max_queries_in_flight` were being resolved.
-    pub dropped_overload: Counter,
+    /// Queries answered SERVFAIL at once because `max_queries_in_flight`
+    /// were being resolved.
+    pub overloaded: Counter,
+    /// Queries read from TCP clients after the shutdown signal that needed
+    /// upstream, answered SERVFAIL.
+    pub shutting_down: Counter,
     /// Queries answered FORMERR.
     pub formerr: Counter,
     /// Queries answered NOTIMP.

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::{
     io::AsyncWriteExt,
     net::{
@@ -14,6 +14,7 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
 };
 use tokio_util::{
+    bytes::BytesMut,
     codec::{FramedRead, LengthDelimitedCodec},
     sync::CancellationToken,
     task::TaskTracker,
@@ -21,7 +22,10 @@ use tokio_util::{
 use tracing::{debug, info};
 
 use super::Context;
-use crate::wire::{MAX_MESSAGE_LEN, Transport};
+use crate::{
+    resolver::Unserved,
+    wire::{MAX_MESSAGE_LEN, Transport},
+};
 
 /// Pause after a failed accept (out of file descriptors, say), so the loop
 /// does not spin while the condition lasts.
@@ -80,7 +84,9 @@ async fn connection(
 
 /// Reads framed queries and answers each in its own task. At most
 /// `tcp_pipeline_limit` of one client's queries are answered or queued at
-/// once; past that, reading pauses, which pushes back on the client.
+/// once; past that, reading pauses, which pushes back on the client. At
+/// shutdown, every query the client had already sent is answered (from
+/// the cache, or SERVFAIL) before the connection closes.
 async fn read_queries(
     reader: OwnedReadHalf,
     context: &Arc<Context>,
@@ -94,6 +100,7 @@ async fn read_queries(
         .new_codec();
     let mut frames = FramedRead::new(reader, codec);
     let pipeline = Arc::new(Semaphore::new(context.tcp_pipeline_limit));
+    let mut unanswered = None;
     loop {
         let next = tokio::select! {
             _ = closing.cancelled() => break,
@@ -109,11 +116,14 @@ async fn read_queries(
             Ok(Some(Ok(frame))) => frame,
         };
         context.metrics.server.tcp_queries.inc();
-        let permits = tokio::select! {
-            _ = closing.cancelled() => break,
-            permits = acquire(&pipeline, &context.queries) => permits,
+        let pipelined = tokio::select! {
+            _ = closing.cancelled() => {
+                unanswered = Some(frame);
+                break;
+            }
+            pipelined = Arc::clone(&pipeline).acquire_owned() => pipelined,
         };
-        let Some((pipelined, query)) = permits else {
+        let Ok(pipelined) = pipelined else {
             break;
         };
         let task = Task {
@@ -121,18 +131,44 @@ async fn read_queries(
             replies: replies.clone(),
             _pipelined: pipelined,
         };
+        // At the global bound, an answer at once rather than a wait.
+        let query = Arc::clone(&context.queries).try_acquire_owned().ok();
         tracker.spawn(task.run(frame.freeze(), query));
+    }
+    if context.shutdown.is_cancelled() {
+        answer_sent_before_shutdown(&mut frames, unanswered, context, &replies).await;
     }
 }
 
-/// A slot in this connection's pipeline, then one of the global query slots.
-async fn acquire(
-    pipeline: &Arc<Semaphore>,
-    queries: &Arc<Semaphore>,
-) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-    let pipelined = Arc::clone(pipeline).acquire_owned().await.ok()?;
-    let query = Arc::clone(queries).acquire_owned().await.ok()?;
-    Some((pipelined, query))
+/// Answers, without asking upstream, the query that was waiting for a
+/// pipeline slot and every query already received from the client: it
+/// sent them before the shutdown signal, and gets an answer for each
+/// rather than a reset.
+async fn answer_sent_before_shutdown(
+    frames: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    unanswered: Option<BytesMut>,
+    context: &Context,
+    replies: &mpsc::Sender<Vec<u8>>,
+) {
+    let mut next = unanswered;
+    loop {
+        let Some(frame) = next.take().or_else(|| match frames.next().now_or_never() {
+            Some(Some(Ok(frame))) => Some(frame),
+            _ => None,
+        }) else {
+            return;
+        };
+        let mut reply = Vec::new();
+        let resolver = &context.resolver;
+        let shutting_down = Unserved::ShuttingDown;
+        let len =
+            resolver.answer_now_or_servfail(&frame, Transport::Tcp, shutting_down, &mut reply);
+        if let Some(framed) = len.and_then(|len| framed(&reply, len))
+            && replies.send(framed).await.is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// One query read from a connection, answered in its own task.
@@ -144,26 +180,36 @@ struct Task {
 }
 
 impl Task {
-    /// Answers `packet`. The global query slot goes back as soon as the
-    /// answer is built: a client slow to read its answers holds only its
-    /// own pipeline slots, never other clients' capacity.
-    async fn run(self, packet: impl AsRef<[u8]>, query: OwnedSemaphorePermit) {
+    /// Answers `packet`, holding `query`, one of the global query slots;
+    /// without one (all taken), answers what needs no upstream and
+    /// SERVFAIL for the rest. The slot goes back as soon as the answer is
+    /// built: a client slow to read its answers holds only its own
+    /// pipeline slots, never other clients' capacity.
+    async fn run(self, packet: impl AsRef<[u8]>, query: Option<OwnedSemaphorePermit>) {
         let mut reply = Vec::new();
-        let len = self
-            .context
-            .resolver
-            .reply(packet.as_ref(), Transport::Tcp, &mut reply)
-            .await;
+        let (resolver, packet) = (&self.context.resolver, packet.as_ref());
+        let len = match &query {
+            Some(_) => resolver.reply(packet, Transport::Tcp, &mut reply).await,
+            None => {
+                let overloaded = Unserved::Overloaded;
+                resolver.answer_now_or_servfail(packet, Transport::Tcp, overloaded, &mut reply)
+            }
+        };
         drop(query);
-        if let Some(len) = len
-            && let (Ok(prefix), Some(reply)) = (u16::try_from(len), reply.get(..len))
-        {
-            let mut frame = Vec::with_capacity(2 + len);
-            frame.extend_from_slice(&prefix.to_be_bytes());
-            frame.extend_from_slice(reply);
+        if let Some(frame) = len.and_then(|len| framed(&reply, len)) {
             let _ = self.replies.send(frame).await;
         }
     }
+}
+
+/// The first `len` octets of `reply` behind their 2-octet length.
+fn framed(reply: &[u8], len: usize) -> Option<Vec<u8>> {
+    let prefix = u16::try_from(len).ok()?;
+    let reply = reply.get(..len)?;
+    let mut frame = Vec::with_capacity(2 + len);
+    frame.extend_from_slice(&prefix.to_be_bytes());
+    frame.extend_from_slice(reply);
+    Some(frame)
 }
 
 /// Writes answers as they come; ends when every sender is gone, or closes

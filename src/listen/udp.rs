@@ -24,6 +24,7 @@ use std::{
     sync::Arc,
 };
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
@@ -32,7 +33,7 @@ use super::{
     batch::{Batch, Socket, found_nothing, send_now, send_retrying},
 };
 use crate::{
-    resolver::Immediate,
+    resolver::{Immediate, Unserved},
     upstream,
     wire::{Transport, udp_reply_bound},
 };
@@ -135,6 +136,17 @@ async fn receive(socket: &mut Socket, context: &Arc<Context>, misses: &TaskTrack
                 Immediate::Reply(len) => batch.replies.set(i, len),
                 Immediate::Drop => {}
                 Immediate::Forward(stale) => {
+                    // At the bound, an answer at once rather than silence:
+                    // the client learns now instead of after its timeout.
+                    let Ok(permit) = Arc::clone(&context.queries).try_acquire_owned() else {
+                        let overloaded = Unserved::Overloaded;
+                        if let Some(len) =
+                            context.resolver.servfail_unserved(packet, overloaded, out)
+                        {
+                            batch.replies.set(i, len);
+                        }
+                        continue;
+                    };
                     let Some(peer) = batch.peer(i) else {
                         continue;
                     };
@@ -144,7 +156,7 @@ async fn receive(socket: &mut Socket, context: &Arc<Context>, misses: &TaskTrack
                         peer,
                         stale,
                     };
-                    query.spawn(packet, misses);
+                    query.spawn(packet, permit, misses);
                 }
             }
         }
@@ -159,8 +171,8 @@ async fn receive(socket: &mut Socket, context: &Arc<Context>, misses: &TaskTrack
     }
 }
 
-/// A query that needs upstream, answered in a task on the worker's runtime
-/// within the `max_queries_in_flight` bound.
+/// A query that needs upstream, answered in a task on the worker's runtime,
+/// holding one of the `max_queries_in_flight` slots.
 struct Miss {
     socket: Arc<UdpSocket>,
     context: Arc<Context>,
@@ -170,11 +182,7 @@ struct Miss {
 }
 
 impl Miss {
-    fn spawn(self, packet: &[u8], tracker: &TaskTracker) {
-        let Ok(permit) = Arc::clone(&self.context.queries).try_acquire_owned() else {
-            self.context.metrics.server.dropped_overload.inc();
-            return;
-        };
+    fn spawn(self, packet: &[u8], permit: OwnedSemaphorePermit, tracker: &TaskTracker) {
         let packet = packet.to_vec();
         tracker.spawn(async move {
             let mut out = Vec::new();

@@ -75,6 +75,26 @@ impl ResolveError {
     }
 }
 
+/// Why dotstub answers a query SERVFAIL without resolving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unserved {
+    /// `max_queries_in_flight` queries are being resolved already.
+    Overloaded,
+    /// dotstub is shutting down: the query came in before the signal,
+    /// and is answered rather than dropped with its connection.
+    ShuttingDown,
+}
+
+impl Unserved {
+    /// What happened, also sent to EDNS clients as EDE EXTRA-TEXT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Overloaded => "resolver overloaded: too many queries in flight",
+            Self::ShuttingDown => "resolver shutting down",
+        }
+    }
+}
+
 /// What [`Resolver::answer_now`] could do without waiting.
 #[derive(Debug)]
 pub enum Immediate {
@@ -367,6 +387,42 @@ impl Resolver {
             Err(UpstreamError::Timeout | UpstreamError::Busy) => Err(ResolveError::Timeout),
             Err(_) => Err(ResolveError::Unreachable),
         }
+    }
+
+    /// Answers what can be answered without waiting (a cached answer, an
+    /// error reply), and everything else SERVFAIL for `why`: for queries
+    /// that get no resolution, yet must get an answer.
+    pub fn answer_now_or_servfail(
+        self: &Arc<Self>,
+        packet: &[u8],
+        transport: Transport,
+        why: Unserved,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        match self.answer_now(packet, transport, self.now(), out) {
+            Immediate::Reply(len) => Some(len),
+            Immediate::Drop => None,
+            Immediate::Forward(_) => self.servfail_unserved(packet, why, out),
+        }
+    }
+
+    /// Writes SERVFAIL, with an Extended DNS Error saying `why`, for a
+    /// query [`Resolver::answer_now`] forwarded; counted per reason.
+    pub fn servfail_unserved(
+        &self,
+        packet: &[u8],
+        why: Unserved,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        let query = Query::parse(packet).ok()?;
+        let server = &self.metrics.server;
+        match why {
+            Unserved::Overloaded => server.overloaded.inc(),
+            Unserved::ShuttingDown => server.shutting_down.inc(),
+        }
+        ensure_len(out, MAX_SHORT_REPLY);
+        let reason = (ede::OTHER, why.as_str());
+        reply::write_servfail(&query, reason, self.settings.max_udp_size, out).ok()
     }
 
     //---- Serve-stale and prefetch ----

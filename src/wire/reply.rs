@@ -10,6 +10,9 @@ use super::{
 
 /// Extended DNS Error info codes dotstub sends (RFC 8914 §4).
 pub mod ede {
+    /// 0: Other Error, explained by its EXTRA-TEXT (dotstub's own state:
+    /// overloaded, shutting down).
+    pub const OTHER: u16 = 0;
     /// 6: DNSSEC Bogus. A signature does not verify, or no key signed it.
     pub const DNSSEC_BOGUS: u16 = 6;
     /// 7: Signature Expired.

@@ -70,6 +70,8 @@ pub async fn udp_bytes(server: SocketAddr, bytes: &[u8], wait: Duration) -> Opti
 /// A TCP connection to dotstub, RFC 1035 §4.2.2 framing.
 pub struct Tcp {
     stream: TcpStream,
+    /// Framed messages queued by [`Tcp::buffer`].
+    pending: Vec<u8>,
 }
 
 impl Tcp {
@@ -79,6 +81,7 @@ impl Tcp {
             stream: TcpStream::connect(server)
                 .await
                 .expect("connect to dotstub over TCP"),
+            pending: Vec::new(),
         }
     }
 
@@ -93,6 +96,20 @@ impl Tcp {
         frame.extend_from_slice(bytes);
         self.stream
             .write_all(&frame)
+            .await
+            .expect("write to dotstub");
+    }
+
+    /// Queues raw octets, already framed, to go out with the next flush.
+    pub fn buffer(&mut self, frame: &[u8]) {
+        self.pending.extend_from_slice(frame);
+    }
+
+    /// Writes what [`Tcp::buffer`] queued, in one go.
+    pub async fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.stream
+            .write_all(&pending)
             .await
             .expect("write to dotstub");
     }
