@@ -17,7 +17,8 @@
 //! ```
 //!
 //! [`config`] reads and checks the TOML file; [`metrics`] counts what
-//! happens. [`Server`] wires it all together; [`lookup`] resolves one
+//! happens; [`netwatch`] tells the upstream pool when the network changed
+//! or the machine woke from sleep. [`Server`] wires it all together; [`lookup`] resolves one
 //! question the same way for `dotstub query`, and [`padding_probe`]
 //! measures padding policies against the upstreams for `dotstub padding
 //! probe`.
@@ -30,6 +31,7 @@ pub mod dnssec;
 pub mod listen;
 pub mod lookup;
 pub mod metrics;
+pub mod netwatch;
 pub mod padding;
 #[cfg(feature = "lab")]
 pub mod padding_lab;
@@ -51,6 +53,7 @@ use crate::{
     dnssec::Validator,
     listen::{BindError, Context, Listeners},
     metrics::Metrics,
+    netwatch::Events,
     padding::PaddingPolicy,
     resolver::{Resolver, Settings},
     upstream::{Pool, SetupError},
@@ -88,6 +91,8 @@ pub struct Server {
     listeners: Listeners,
     resolver: Arc<Resolver>,
     metrics: Arc<Metrics>,
+    /// Where network changes are learned: the system's, unless replaced.
+    network_events: Events,
 }
 
 impl Server {
@@ -130,7 +135,15 @@ impl Server {
             listeners,
             resolver,
             metrics,
+            network_events: Events::System,
         })
+    }
+
+    /// Learns network changes from `events` instead of the system
+    /// ([`Events::manual`]: tests, simulations).
+    pub fn with_network_events(mut self, events: Events) -> Self {
+        self.network_events = events;
+        self
     }
 
     /// The addresses clients can reach, in configured order; each serves
@@ -178,8 +191,16 @@ impl Server {
             .listeners
             .serve(context, &tracker)
             .map_err(RunError::Thread)?;
+        let watching = CancellationToken::new();
+        let watcher = tokio::spawn(netwatch::watch(
+            self.network_events,
+            Arc::clone(&self.resolver),
+            watching.clone(),
+        ));
         shutdown.await;
         info!("shutting down: no new queries, answering those in flight");
+        watching.cancel();
+        let _ = watcher.await;
         drop(udp_workers);
         tracker.close();
         let background = self.resolver.background();

@@ -453,6 +453,8 @@ impl InFlight {
         let state = self.shared.lock();
         let sent_at = match state.pending.get(&self.id) {
             Some(pending) if pending.serial == self.serial => pending.sent_at,
+            // Condemned as this query's time ran out: its entry went with it.
+            _ if state.condemned && state.answered > 0 => return UpstreamError::Silent,
             _ => return UpstreamError::Timeout,
         };
         let heard_since = state.last_message_at.is_some_and(|at| at >= sent_at);

@@ -20,14 +20,17 @@ use super::{
     conn::{Conn, InFlight, Reply, Settings},
     connector::Connector,
     health::{Health, Transition},
-    rtt::RttEstimate,
+    rtt::{MIN_HEDGE_DELAY, RttEstimate},
 };
 use crate::{
     ErrorChain,
     config::{Config, SelectionPolicy},
     metrics::{Metrics, UpstreamCounters},
-    wire::UpstreamQuestion,
+    wire::{Question, UpstreamQuestion},
 };
+
+/// The NS type, asked of the root by [`Pool::probe_all`].
+const NS: u16 = 2;
 
 /// How often one query is re-sent after a connection closed before
 /// answering anything, before that counts as a failure of the upstream.
@@ -129,6 +132,31 @@ impl Pool {
         }
     }
 
+    /// Asks every upstream for the root's NS records at once, each on a
+    /// fresh connection after [`Pool::network_changed`], so their health
+    /// is known before clients ask and the first client query finds a
+    /// connection ready. Returns how many answered by `deadline`.
+    pub async fn probe_all(&self, deadline: Instant) -> usize {
+        let root_ns = Question::section(&[0], NS);
+        let Ok(question) = Question::parse(&root_ns, 0) else {
+            return 0;
+        };
+        let question = UpstreamQuestion {
+            question,
+            dnssec_ok: false,
+            checking_disabled: false,
+        };
+        let probes = (0..self.upstreams.len()).map(|index| {
+            let pick = Pick {
+                index,
+                probe: false,
+            };
+            self.attempt(pick, &question, deadline, false)
+        });
+        let attempts = futures_util::future::join_all(probes).await;
+        attempts.iter().filter(|a| a.result.is_ok()).count()
+    }
+
     /// Sends `question` and returns the first answer, trying upstreams in
     /// policy order until one answers or `deadline` passes.
     ///
@@ -203,6 +231,13 @@ impl Pool {
                     false
                 }
             };
+            // A query with almost no time left is not re-sent: on a fresh
+            // connection it could only time out, and blame the upstream.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if resend && left < MIN_HEDGE_DELAY {
+                run.last_error = UpstreamError::Timeout;
+                continue;
+            }
             let next = if resend {
                 upstream.counters.resent.inc();
                 Some(Pick {

@@ -12,7 +12,7 @@ use hickory_proto::{
     rr::RecordType,
 };
 
-use dotstub::upstream::Health;
+use dotstub::{netwatch::Change, upstream::Health};
 
 use crate::support::{
     client::{self, a_records},
@@ -147,27 +147,42 @@ async fn a_network_change_ends_backoff_connections_and_tls_sessions() {
     answered(dotstub, "first.change.test.", Duration::from_secs(2)).await;
     assert_eq!(rig.upstream.open_connections(), 1);
     rig.upstream.set_script(Script::RefuseTls);
-    dotstub.network_changed();
+    dotstub.network_changed(Change::Routes);
     client::eventually("the old connection is closed", || {
         rig.upstream.open_connections() == 0
     })
     .await;
-    // New connections are refused: the upstream backs off, and while it
-    // does, queries fail at once.
-    let refused = ask(dotstub, "refused.change.test.", Duration::from_secs(2)).await;
+    // The probe that follows the change finds new connections refused:
+    // the upstream backs off, and while it does, queries fail at once.
+    client::eventually("the probe fails", || {
+        matches!(dotstub.upstream_health(0), Some(Health::Backoff { .. }))
+    })
+    .await;
+    let refused = ask(dotstub, "refused.change.test.", Duration::from_millis(300)).await;
     assert_eq!(refused.metadata.response_code, ResponseCode::ServFail);
-    assert!(matches!(
-        dotstub.upstream_health(0),
-        Some(Health::Backoff { .. })
-    ));
-    // The network changes again: backoff is forgotten, the next query goes
-    // out at once, and its connection does not resume the session of the
-    // network before (RFC 8446 appendix C.4).
+    // The machine wakes from sleep: backoff is forgotten, the probe opens
+    // a connection that does not resume the session of the network before
+    // (RFC 8446 appendix C.4), and the next query finds it ready.
     rig.upstream.set_script(Script::Answer);
-    dotstub.network_changed();
-    assert_eq!(dotstub.upstream_health(0), Some(Health::Up));
+    let slept = Duration::from_secs(600);
+    dotstub.network_changed(Change::Resumed { slept });
+    client::eventually("the probe is answered", || {
+        dotstub.upstream_health(0) == Some(Health::Up) && rig.upstream.connections() == 2
+    })
+    .await;
+    let probe = rig
+        .upstream
+        .received()
+        .pop()
+        .and_then(|q| q.message)
+        .unwrap();
+    let asked = probe.queries.first().unwrap();
+    assert_eq!(
+        (asked.name().to_ascii().as_str(), asked.query_type()),
+        (".", RecordType::NS)
+    );
     answered(dotstub, "second.change.test.", Duration::from_millis(500)).await;
-    assert_eq!(rig.upstream.connections(), 2);
+    assert_eq!(rig.upstream.connections(), 2, "the probe's connection");
     assert_eq!(rig.upstream.handshakes_resumed(), 0);
 }
 

@@ -63,6 +63,9 @@ mod cli;
 // DNSSEC validation end to end against the signed hierarchy (issue 4).
 mod dnssec;
 
+// Faults in network namespaces, real binary: link flap, moved address, silent connections (issue 13).
+mod netns;
+
 // Against a real unbound DoT server started by .ci/run (ignored by default).
 mod interop;
 

@@ -155,6 +155,12 @@ impl DotUpstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback listener");
+        Self::serve(listener, identity, script)
+    }
+
+    /// Serves DoT on `listener`, already bound (in a network namespace of
+    /// a test's own, say), as [`DotUpstream::start`] does.
+    pub fn serve(listener: TcpListener, identity: ServerIdentity, script: Script) -> DotUpstream {
         let addr = listener.local_addr().expect("listener address");
         let state = Arc::new(Mutex::new(State {
             script,

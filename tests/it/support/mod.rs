@@ -7,5 +7,6 @@ pub mod certs;
 pub mod client;
 pub mod dot_upstream;
 pub mod fixtures;
+pub mod netns;
 pub mod server;
 pub mod signed;

@@ -7,10 +7,14 @@ use dotstub::{
     cache::{Clock, ManualClock},
     config::Config,
     metrics::Metrics,
+    netwatch::{Change, Events},
     resolver::Resolver,
     upstream::Health,
 };
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
 
 use super::{
     certs::TestPki,
@@ -76,6 +80,8 @@ pub struct Dotstub {
     /// Its live counters.
     pub metrics: Arc<Metrics>,
     resolver: Arc<Resolver>,
+    /// Feeds dotstub's network watcher: the host's own events never reach it.
+    network: mpsc::UnboundedSender<Change>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), RunError>>>,
 }
@@ -89,7 +95,10 @@ impl Dotstub {
     /// Binds and serves the configuration in `text`, the cache reading `clock`.
     pub fn start_with_clock(text: &str, clock: Clock) -> Dotstub {
         let config = Config::from_toml(text, "test config").expect("test configuration is valid");
-        let server = Server::bind_with_clock(config, clock).expect("dotstub binds loopback port 0");
+        let (network, events) = Events::manual();
+        let server = Server::bind_with_clock(config, clock)
+            .expect("dotstub binds loopback port 0")
+            .with_network_events(events);
         let addr = server.local_addrs()[0];
         let metrics = server.metrics();
         let resolver = server.resolver();
@@ -101,6 +110,7 @@ impl Dotstub {
             addr,
             metrics,
             resolver,
+            network,
             stop: Some(stop),
             task: Some(task),
         }
@@ -111,9 +121,9 @@ impl Dotstub {
         self.resolver.pool().health(index)
     }
 
-    /// Tells the pool the network changed, as the network watcher does.
-    pub fn network_changed(&self) {
-        self.resolver.pool().network_changed();
+    /// Tells dotstub's network watcher that `change` happened.
+    pub fn network_changed(&self, change: Change) {
+        self.network.send(change).expect("the network watcher runs");
     }
 
     /// Shuts down and waits until `run` has returned.
