@@ -5,7 +5,9 @@
 //! query, and then exactly one, the probe, while the others go elsewhere
 //! or get SERVFAIL at once; none waits out its budget behind an upstream
 //! known to be failing. Backoff never wedges: every delay ends in a probe,
-//! and a network change ([`Health::reset`]) ends them all at once.
+//! a network change ([`Health::reset`]) ends them all at once, and while
+//! no upstream is up at all, one is probed every [`ALL_DOWN_PROBE_EVERY`]
+//! whatever its delay, so service returns as soon as an upstream does.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,9 @@ use std::time::{Duration, Instant};
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest backoff delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// While every upstream backs off, how often one is probed anyway (only
+/// when queries come: an idle dotstub sends nothing).
+pub const ALL_DOWN_PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// The health of one upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +33,8 @@ pub enum Health {
         failures: u32,
         /// Whether a probe query is out.
         probing: bool,
+        /// When the last probe went out, or the failure was recorded.
+        probed_at: Instant,
     },
 }
 
@@ -49,20 +56,36 @@ impl Health {
         matches!(self, Self::Up)
     }
 
-    /// Whether a probe may go to it at `now`: its delay has passed and no
-    /// other probe is out.
-    pub fn is_due(&self, now: Instant) -> bool {
+    /// Whether a probe may go to it at `now`: no other probe is out, and
+    /// its delay has passed, or, when `all_down` (no upstream is up),
+    /// [`ALL_DOWN_PROBE_EVERY`] has since the last probe.
+    pub fn is_due(&self, now: Instant, all_down: bool) -> bool {
         match self {
             Self::Up => false,
-            Self::Backoff { until, probing, .. } => *until <= now && !probing,
+            Self::Backoff {
+                until,
+                probing,
+                probed_at,
+                ..
+            } => {
+                let early = all_down && *probed_at + ALL_DOWN_PROBE_EVERY <= now;
+                !probing && (*until <= now || early)
+            }
         }
     }
 
-    /// Takes the probe when it is due at `now`; true when taken.
-    pub fn start_probe(&mut self, now: Instant) -> bool {
-        let due = self.is_due(now);
-        if let Self::Backoff { probing, .. } = self {
-            *probing |= due;
+    /// Takes the probe when it is due at `now`; true when taken. A probe
+    /// before the delay has passed does not lengthen the backoff if it
+    /// fails: the schedule stays as it was.
+    pub fn start_probe(&mut self, now: Instant, all_down: bool) -> bool {
+        let due = self.is_due(now, all_down);
+        if let Self::Backoff {
+            probing, probed_at, ..
+        } = self
+            && due
+        {
+            *probing = true;
+            *probed_at = now;
         }
         due
     }
@@ -121,6 +144,7 @@ impl Health {
             until: now + delay,
             failures,
             probing: false,
+            probed_at: now,
         };
         transition
     }
@@ -164,12 +188,18 @@ mod tests {
         let mut health = Health::Up;
         health.record_failure(now);
         assert!(!health.is_up());
-        assert!(!health.start_probe(now), "not before the delay");
+        assert!(!health.start_probe(now, false), "not before the delay");
         let due = now + FIRST_BACKOFF;
-        assert!(health.start_probe(due));
-        assert!(!health.start_probe(due), "a second probe while one is out");
+        assert!(health.start_probe(due, false));
+        assert!(
+            !health.start_probe(due, false),
+            "a second probe while one is out"
+        );
         health.end_probe();
-        assert!(health.start_probe(due), "an abandoned probe frees the slot");
+        assert!(
+            health.start_probe(due, false),
+            "an abandoned probe frees the slot"
+        );
         assert_eq!(health.record_success(), Transition::Recovered);
         assert!(health.is_up());
         assert_eq!(health.record_success(), Transition::Same);
@@ -181,10 +211,31 @@ mod tests {
         let mut health = Health::Up;
         health.record_failure(now);
         let due = now + FIRST_BACKOFF;
-        assert!(health.start_probe(due));
+        assert!(health.start_probe(due, false));
         assert_eq!(health.record_failure(due), Transition::Same);
         assert_eq!(health.retry_at(), Some(due + 2 * FIRST_BACKOFF));
-        assert!(!health.start_probe(due + FIRST_BACKOFF));
+        assert!(!health.start_probe(due + FIRST_BACKOFF, false));
+    }
+
+    #[test]
+    fn with_every_upstream_down_probes_come_early_without_lengthening_the_delay() {
+        let now = Instant::now();
+        let mut health = Health::Up;
+        for step in 0..4 {
+            health.record_failure(now + MAX_BACKOFF * step);
+        }
+        let failed_at = now + MAX_BACKOFF * 3;
+        let until = health.retry_at().unwrap();
+        assert_eq!(until - failed_at, 8 * FIRST_BACKOFF);
+        assert!(!health.start_probe(failed_at, true), "not at once");
+        let early = failed_at + ALL_DOWN_PROBE_EVERY;
+        assert!(!health.start_probe(early, false), "not while another is up");
+        assert!(health.start_probe(early, true));
+        assert!(!health.start_probe(early + ALL_DOWN_PROBE_EVERY / 2, true));
+        assert_eq!(health.record_failure(early), Transition::Same);
+        health.end_probe();
+        assert_eq!(health.retry_at(), Some(until), "the schedule stands");
+        assert!(health.start_probe(early + ALL_DOWN_PROBE_EVERY, true));
     }
 
     #[test]

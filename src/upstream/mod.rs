@@ -29,7 +29,7 @@ mod rtt;
 use std::{io, sync::Arc};
 
 pub use conn::Reply;
-pub use health::{FIRST_BACKOFF, Health, MAX_BACKOFF};
+pub use health::{ALL_DOWN_PROBE_EVERY, FIRST_BACKOFF, Health, MAX_BACKOFF};
 pub use limit::{MIN_UPSTREAM_SIZE, PaddingLimit, UNKNOWN_UPSTREAM_SIZE};
 pub use pin::{BadPin, SpkiPin};
 pub use pool::{Exchange, Pool, use_lane};

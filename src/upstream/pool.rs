@@ -167,8 +167,9 @@ impl Pool {
     /// - A failed attempt moves on to the next upstream at once; a query
     ///   whose connection closed under it is re-sent on a fresh one.
     /// - An upstream backing off gets no query until its delay has passed,
-    ///   then one probe at a time. With no upstream up and no probe due,
-    ///   the exchange fails at once ([`UpstreamError::Unavailable`]).
+    ///   then one probe at a time; while none is up, one is probed every
+    ///   250 ms. With no upstream up and no probe due, the exchange fails
+    ///   at once ([`UpstreamError::Unavailable`]).
     pub async fn exchange(
         &self,
         question: &UpstreamQuestion<'_>,
@@ -286,9 +287,10 @@ impl Pool {
         }
     }
 
-    /// Picks the next upstream not yet tried: the first that is up, in
-    /// policy order, or else one whose probe is due (taking it, when
-    /// `probes` allows). `None` when neither exists.
+    /// Picks the next upstream not yet tried, in policy order: the first
+    /// that is up or, when `probes` allows, due for its probe (taking
+    /// it); failing both, while no upstream is up, one due for an early
+    /// probe. `None` when there is none.
     fn select(&self, tried: &[bool], now: Instant, probes: Probes) -> Option<Pick> {
         let count = self.upstreams.len();
         let start = match self.policy {
@@ -300,16 +302,24 @@ impl Pool {
                 .map(move |offset| (start + offset) % count)
                 .filter(|&i| !tried.get(i).copied().unwrap_or(true))
         };
-        if let Some(index) = candidates().find(|&i| self.upstreams[i].health().is_up()) {
-            return Some(Pick {
-                index,
-                probe: false,
-            });
+        for index in candidates() {
+            let mut health = self.upstreams[index].health();
+            if health.is_up() {
+                return Some(Pick {
+                    index,
+                    probe: false,
+                });
+            }
+            if probes == Probes::Allowed && health.start_probe(now, false) {
+                return Some(Pick { index, probe: true });
+            }
         }
         if probes == Probes::Forbidden {
             return None;
         }
-        let index = candidates().find(|&i| self.upstreams[i].health().start_probe(now))?;
+        let all_down = !self.upstreams.iter().any(|u| u.health().is_up());
+        let index =
+            candidates().find(|&i| self.upstreams[i].health().start_probe(now, all_down))?;
         Some(Pick { index, probe: true })
     }
 }

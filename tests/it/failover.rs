@@ -152,35 +152,77 @@ async fn all_upstreams_silent_gives_servfail_within_the_timeout() {
 }
 
 #[tokio::test]
-async fn backoff_fails_fast_and_never_wedges_when_the_upstream_returns() {
-    let rig = Harness::start(Script::RefuseTls).await;
-    let reply = within(&rig.dotstub, "a.failover.test.", Duration::from_secs(4)).await;
-    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
-    let counters = rig.dotstub.metrics.upstream(0).unwrap();
+async fn a_failing_upstream_is_skipped_while_it_backs_off_then_probed() {
+    let pki = TestPki::new();
+    let refusing = DotUpstream::start(pki.leaf(TLS_NAME), Script::RefuseTls).await;
+    let good = DotUpstream::start(pki.leaf(TLS_NAME), Script::Answer).await;
+    let options = Options {
+        forward: "policy = \"ordered\"",
+        cache: "enabled = false",
+        ..Options::default()
+    };
+    let dotstub = start_with(&pki, &[&refusing, &good], false, &options);
+    let first = within(&dotstub, "a.failover.test.", Duration::from_secs(2)).await;
+    assert_eq!(a_records(&first), [expected_a("a.failover.test")]);
+    let counters = dotstub.metrics.upstream(0).unwrap();
     assert_eq!(counters.tls_failures.get(), 1);
+    // While it backs off (1 s), the other upstream gets every query and
+    // nothing is tried on the failing one.
+    refusing.set_script(Script::Answer);
+    for i in 0..5 {
+        let name = format!("b{i}.failover.test.");
+        let reply = within(&dotstub, &name, Duration::from_millis(500)).await;
+        assert_eq!(a_records(&reply), [expected_a(&name)]);
+    }
+    // Once its delay has passed, one query probes it, and it is back.
+    let probed = async {
+        while refusing.received().is_empty() {
+            within(&dotstub, "c.failover.test.", Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), probed)
+        .await
+        .expect("probed once the backoff delay passed");
+    assert_eq!(counters.tls_failures.get() + counters.connections.get(), 2);
+    assert_eq!(dotstub.upstream_health(0), Some(Health::Up));
+}
+
+#[tokio::test]
+async fn with_every_upstream_down_queries_fail_fast_and_service_returns_with_one() {
+    let options = Options {
+        cache: "enabled = false",
+        ..Options::default()
+    };
+    let rig = Harness::with(Script::RefuseTls, options).await;
+    let counters = rig.dotstub.metrics.upstream(0).unwrap();
+    // A second of queries, 20 a second: each answered SERVFAIL at once,
+    // far within the 3 s budget, with one probe each 250 ms at most.
+    for i in 0..20 {
+        let name = format!("down{i}.failover.test.");
+        let reply = within(&rig.dotstub, &name, Duration::from_millis(500)).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+        assert_eq!(extended_error(&reply), Some(NO_REACHABLE_AUTHORITY));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let probes = counters.tls_failures.get();
+    assert!((2..=8).contains(&probes), "{probes} connection attempts");
+    // The upstream returns: within a probe interval, service does too,
+    // without a restart and although its backoff delay has not passed.
     rig.upstream.set_script(Script::Answer);
-    // While it backs off (1 s), queries get SERVFAIL at once, far within
-    // the 3 s budget, and nothing is sent to it.
-    let reply = within(&rig.dotstub, "b.failover.test.", Duration::from_millis(300)).await;
-    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
-    assert_eq!(extended_error(&reply), Some(NO_REACHABLE_AUTHORITY));
-    assert_eq!(counters.connections.get() + counters.tls_failures.get(), 1);
-    // Once the delay has passed, one query probes it, and service comes
-    // back with the upstream, without a restart.
     let answered = async {
         loop {
-            let reply = within(&rig.dotstub, "c.failover.test.", Duration::from_secs(4)).await;
+            let reply = within(&rig.dotstub, "up.failover.test.", Duration::from_secs(2)).await;
             if reply.metadata.response_code == ResponseCode::NoError {
                 return reply;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let reply = tokio::time::timeout(Duration::from_secs(3), answered)
+    let reply = tokio::time::timeout(Duration::from_millis(1000), answered)
         .await
-        .expect("answered once the backoff delay passed");
-    assert_eq!(a_records(&reply), [expected_a("c.failover.test")]);
-    assert_eq!(rig.upstream.received().len(), 1, "one probe, answered");
+        .expect("answered within a probe interval of the upstream's return");
+    assert_eq!(a_records(&reply), [expected_a("up.failover.test")]);
 }
 
 #[tokio::test]
