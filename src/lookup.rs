@@ -107,7 +107,14 @@ pub async fn lookup(config: &Config, name: &str, qtype: &str) -> Result<LookupRe
         reply,
         upstream: resolver.pool().label(resolved.upstream).to_owned(),
         upstream_address: upstream
-            .map(|u| format!("{}, tls name {}", u.address, u.tls_name.to_str()))
+            .map(|u| {
+                let first = u
+                    .addresses
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                format!("{first}, tls name {}", u.tls_name.to_str())
+            })
             .unwrap_or_default(),
         rtt: resolved.rtt,
         padding: upstream.map_or(config.padding, |u| u.padding),

@@ -82,7 +82,7 @@ impl fmt::Display for UpstreamConfig {
             Roots::CaFile { path, .. } => path.display().to_string(),
         };
         writeln!(f, "[[upstream]]\nlabel = {:?}", self.label)?;
-        writeln!(f, "address = \"{}\"", self.address)?;
+        writeln!(f, "addresses = [{}]", quoted(self.addresses.iter()))?;
         writeln!(f, "tls_name = \"{}\"", self.tls_name.to_str())?;
         writeln!(f, "spki_pins = [{}]", quoted(self.spki_pins.iter()))?;
         writeln!(f, "ca_file = {ca_file:?}")?;

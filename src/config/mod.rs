@@ -136,8 +136,9 @@ pub struct ForwardConfig {
 pub struct UpstreamConfig {
     /// Name used in logs and metrics.
     pub label: String,
-    /// Address and port (853 unless given).
-    pub address: SocketAddr,
+    /// Addresses and ports (853 unless given), at least one; connections
+    /// race them, IPv6 first (RFC 8305).
+    pub addresses: Vec<SocketAddr>,
     /// The name (or IP) the certificate must be valid for; also sent as SNI.
     pub tls_name: ServerName<'static>,
     /// When not empty, one certificate in the presented chain must match.

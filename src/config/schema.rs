@@ -186,14 +186,18 @@ impl Default for RawForward {
     }
 }
 
-/// `[[upstream]]`. Address and name are required; there is no default
-/// upstream in code, so no query goes anywhere the user did not choose.
+/// `[[upstream]]`. An address (`address`, or several in `addresses`) and
+/// the name are required; there is no default upstream in code, so no
+/// query goes anywhere the user did not choose.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
     #[serde(default)]
     pub label: Option<Spanned<String>>,
-    pub address: Spanned<String>,
+    #[serde(default)]
+    pub address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub addresses: Vec<Spanned<String>>,
     pub tls_name: Spanned<String>,
     #[serde(default)]
     pub spki_pins: Vec<Spanned<String>>,

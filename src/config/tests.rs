@@ -29,15 +29,15 @@ fn embedded_default_parses_with_the_documented_values() {
     let addresses: Vec<String> = config
         .upstreams
         .iter()
-        .map(|u| u.address.to_string())
+        .map(|u| quoted_list(&u.addresses))
         .collect();
     assert_eq!(
         addresses,
         [
-            "9.9.9.9:853",
-            "149.112.112.112:853",
-            "1.1.1.1:853",
-            "1.0.0.1:853"
+            "9.9.9.9:853 [2620:fe::fe]:853",
+            "149.112.112.112:853 [2620:fe::9]:853",
+            "1.1.1.1:853 [2606:4700:4700::1111]:853",
+            "1.0.0.1:853 [2606:4700:4700::1001]:853"
         ]
     );
     let names: Vec<&str> = config
@@ -105,15 +105,60 @@ fn effective_configuration_reads_back_the_same() {
 fn upstream_address_defaults_to_port_853_and_label_to_address() {
     let config = Config::from_toml(MINIMAL, "minimal").unwrap();
     assert_eq!(
-        config.upstreams[0].address,
-        "192.0.2.1:853".parse().unwrap()
+        config.upstreams[0].addresses,
+        ["192.0.2.1:853".parse().unwrap()]
     );
     assert_eq!(config.upstreams[0].label, "192.0.2.1:853");
     let v6 = MINIMAL.replace("192.0.2.1", "2001:db8::1");
     assert_eq!(
-        Config::from_toml(&v6, "v6").unwrap().upstreams[0].address,
-        "[2001:db8::1]:853".parse().unwrap()
+        Config::from_toml(&v6, "v6").unwrap().upstreams[0].addresses,
+        ["[2001:db8::1]:853".parse().unwrap()]
     );
+}
+
+fn quoted_list(addresses: &[std::net::SocketAddr]) -> String {
+    let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    listed.join(" ")
+}
+
+#[test]
+fn an_upstream_takes_a_list_of_addresses_and_the_label_of_the_first() {
+    let listed = MINIMAL.replace(
+        "address = \"192.0.2.1\"",
+        "addresses = [\"192.0.2.1\", \"[2001:db8::1]:8853\"]",
+    );
+    let config = Config::from_toml(&listed, "listed").unwrap();
+    assert_eq!(
+        quoted_list(&config.upstreams[0].addresses),
+        "192.0.2.1:853 [2001:db8::1]:8853"
+    );
+    assert_eq!(config.upstreams[0].label, "192.0.2.1:853");
+}
+
+#[test]
+fn an_upstream_needs_address_or_addresses_but_not_both() {
+    let both = MINIMAL.replace(
+        "address = \"192.0.2.1\"",
+        "address = \"192.0.2.1\"\naddresses = [\"192.0.2.2\"]",
+    );
+    let found = problems(&both);
+    assert_eq!(found[0].key, "upstream[0].addresses");
+    assert!(
+        found[0].message.contains("found both"),
+        "{}",
+        found[0].message
+    );
+    let neither = MINIMAL.replace("address = \"192.0.2.1\"\n", "");
+    assert_eq!(problems(&neither)[0].key, "upstream[0].address");
+    let empty = MINIMAL.replace("address = \"192.0.2.1\"", "addresses = []");
+    assert_eq!(problems(&empty)[0].key, "upstream[0].address");
+    let bad = MINIMAL.replace(
+        "address = \"192.0.2.1\"",
+        "addresses = [\"192.0.2.1\", \"dns.quad9.net\"]",
+    );
+    let found = problems(&bad);
+    assert_eq!(found[0].key, "upstream[0].addresses[1]");
+    assert!(found[0].message.contains("dns.quad9.net"));
 }
 
 #[test]

@@ -298,18 +298,7 @@ fn check_upstream(
     raw: RawUpstream,
     global_padding: PaddingPolicy,
 ) -> Option<UpstreamConfig> {
-    let address = parse_upstream_address(raw.address.get_ref());
-    if address.is_none() {
-        checker.report(
-            &format!("{key}.address"),
-            Some(&raw.address),
-            format!(
-                "expected an IP address with an optional port, like 9.9.9.9:853 or \
-                 [2620:fe::fe]:853, found {:?}",
-                raw.address.get_ref()
-            ),
-        );
-    }
+    let addresses = check_upstream_addresses(checker, key, &raw);
     let tls_name = ServerName::try_from(raw.tls_name.get_ref().clone()).ok();
     if tls_name.is_none() {
         checker.report(
@@ -344,13 +333,13 @@ fn check_upstream(
         .as_ref()
         .filter(|policy| !policy.get_ref().is_empty())
         .map(|policy| check_padding(checker, &format!("{key}.padding"), policy));
-    let address = address?;
+    let addresses = addresses?;
     let label = raw
         .label
-        .map_or_else(|| address.to_string(), Spanned::into_inner);
+        .map_or_else(|| addresses[0].to_string(), Spanned::into_inner);
     Some(UpstreamConfig {
         label,
-        address,
+        addresses,
         tls_name: tls_name?,
         spki_pins,
         roots: roots?,
@@ -386,6 +375,47 @@ fn check_dnssec(checker: &mut Checker<'_>, raw: RawDnssec) -> DnssecConfig {
 fn read_trust_anchor_file(path: &str) -> Result<TrustAnchors, String> {
     let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read {path}: {err}"))?;
     TrustAnchors::parse(&text).map_err(|err| format!("{path} {err}"))
+}
+
+/// The upstream's addresses: `address`, or the list `addresses`, one of
+/// the two and not empty.
+fn check_upstream_addresses(
+    checker: &mut Checker<'_>,
+    key: &str,
+    raw: &RawUpstream,
+) -> Option<Vec<SocketAddr>> {
+    let (listed, path): (Vec<_>, fn(&str, usize) -> String) = match &raw.address {
+        Some(_) if !raw.addresses.is_empty() => {
+            let message = "expected `address` or `addresses`, found both";
+            checker.report(&format!("{key}.addresses"), raw.addresses.first(), message);
+            return None;
+        }
+        Some(address) => (vec![address], |key, _| format!("{key}.address")),
+        None => (raw.addresses.iter().collect(), |key, index| {
+            format!("{key}.addresses[{index}]")
+        }),
+    };
+    if listed.is_empty() {
+        let message = "expected `address` (or `addresses`, a list), found neither";
+        checker.report(&format!("{key}.address"), None, message);
+        return None;
+    }
+    let mut addresses = Vec::with_capacity(listed.len());
+    for (index, spanned) in listed.into_iter().enumerate() {
+        match parse_upstream_address(spanned.get_ref()) {
+            Some(address) => addresses.push(address),
+            None => checker.report(
+                &path(key, index),
+                Some(spanned),
+                format!(
+                    "expected an IP address with an optional port, like 9.9.9.9:853 or \
+                     [2620:fe::fe]:853, found {:?}",
+                    spanned.get_ref()
+                ),
+            ),
+        }
+    }
+    (addresses.len() == raw.addresses.len().max(1)).then_some(addresses)
 }
 
 /// `IP`, `IP:port`, `IPv6` or `[IPv6]:port`; port 853 when absent.

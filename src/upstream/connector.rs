@@ -8,9 +8,15 @@
 //! seconds instead of after minutes of retransmissions.
 
 use std::{
-    sync::{Arc, Mutex},
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
+
+use futures_util::{StreamExt, stream::FuturesUnordered};
 
 use rustls::{
     ClientConfig, KeyLogFile, RootCertStore,
@@ -36,7 +42,11 @@ const ALPN_DOT: &[u8] = b"dot";
 pub(super) struct Connector {
     /// The upstream's label, for logs.
     pub(super) label: String,
-    address: std::net::SocketAddr,
+    /// Its addresses, in the order RFC 8305 tries them: IPv6 and IPv4
+    /// interleaved, IPv6 first.
+    addresses: Vec<SocketAddr>,
+    /// Index in `addresses` of the one that connected last: tried first.
+    preferred: AtomicUsize,
     server_name: ServerName<'static>,
     /// Replaced, with an empty session cache, by [`Connector::forget_sessions`];
     /// a std mutex held only to clone the `Arc` out.
@@ -54,6 +64,10 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(2);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const KEEPALIVE_PROBES: u32 = 3;
 
+/// How long a connection attempt runs alone before the next address is
+/// tried beside it (RFC 8305 §5's recommended 250 ms).
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
 impl Connector {
     /// Builds the TLS configuration for `upstream`. With `key_log`, session
     /// secrets go to the file named by SSLKEYLOGFILE.
@@ -68,7 +82,8 @@ impl Connector {
         })?;
         Ok(Self {
             label: upstream.label.clone(),
-            address: upstream.address,
+            addresses: interleave_families(&upstream.addresses),
+            preferred: AtomicUsize::new(0),
             server_name: upstream.tls_name.clone(),
             tls: Mutex::new(Arc::new(config)),
             resumption: forward.tls_resumption,
@@ -104,7 +119,8 @@ impl Connector {
         &self,
         wrap: impl FnOnce(TcpStream) -> S,
     ) -> Result<(TlsStream<S>, bool), UpstreamError> {
-        let tcp = TcpStream::connect(self.address)
+        let tcp = self
+            .connect_tcp()
             .await
             .map_err(|err| UpstreamError::Connect(Arc::new(err)))?;
         // Queries are small and pipelined: send each at once.
@@ -124,6 +140,79 @@ impl Connector {
         let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         Ok((stream, resumed))
     }
+}
+
+impl Connector {
+    /// Races TCP connections to the addresses as RFC 8305 §5 says: the
+    /// next attempt starts when the one before fails, or after
+    /// [`ATTEMPT_DELAY`] without an answer; the first to connect wins, and
+    /// is tried first next time. An address that fails at once (network
+    /// unreachable: an IPv4-only or IPv6-only network) costs nothing
+    /// but its turn.
+    async fn connect_tcp(&self) -> std::io::Result<TcpStream> {
+        let count = self.addresses.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut order = (0..count).map(|offset| (first + offset) % count);
+        let attempt = |index: usize| {
+            let address = self.addresses[index];
+            async move { (index, TcpStream::connect(address).await) }
+        };
+        let mut attempts = FuturesUnordered::new();
+        let mut last_error = None;
+        let mut next_at = None;
+        if let Some(index) = order.next() {
+            attempts.push(attempt(index));
+            next_at = Some(tokio::time::Instant::now() + ATTEMPT_DELAY);
+        }
+        loop {
+            let wait = async {
+                match next_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // An attempt failed, or the last one started has had its time:
+            // either way the next address gets its turn.
+            tokio::select! {
+                finished = attempts.next() => match finished {
+                    Some((index, Ok(tcp))) => {
+                        self.preferred.store(index, Ordering::Relaxed);
+                        return Ok(tcp);
+                    }
+                    Some((_, Err(error))) => last_error = Some(error),
+                    None => {}
+                },
+                () = wait => {}
+            }
+            match order.next() {
+                Some(index) => {
+                    attempts.push(attempt(index));
+                    next_at = Some(tokio::time::Instant::now() + ATTEMPT_DELAY);
+                }
+                None if attempts.is_empty() => {
+                    return Err(last_error.unwrap_or_else(|| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address")
+                    }));
+                }
+                None => next_at = None,
+            }
+        }
+    }
+}
+
+/// IPv6 and IPv4 addresses alternating, IPv6 first, each family in its
+/// configured order (RFC 8305 §4).
+fn interleave_families(addresses: &[SocketAddr]) -> Vec<SocketAddr> {
+    let (mut v6, mut v4) = (
+        addresses.iter().filter(|a| a.is_ipv6()).peekable(),
+        addresses.iter().filter(|a| a.is_ipv4()).peekable(),
+    );
+    let mut ordered = Vec::with_capacity(addresses.len());
+    while v6.peek().is_some() || v4.peek().is_some() {
+        ordered.extend(v6.next());
+        ordered.extend(v4.next());
+    }
+    ordered
 }
 
 /// Keepalive probes on the idle connection, and on Linux a bound on how
@@ -192,4 +281,43 @@ fn client_config(
         config.key_log = Arc::new(KeyLogFile::new());
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(addresses: &[&str]) -> Vec<SocketAddr> {
+        addresses.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn families_alternate_ipv6_first() {
+        let configured = parsed(&["9.9.9.9:853", "149.112.112.112:853", "[2620:fe::fe]:853"]);
+        assert_eq!(
+            interleave_families(&configured),
+            parsed(&["[2620:fe::fe]:853", "9.9.9.9:853", "149.112.112.112:853"])
+        );
+        let one = parsed(&["192.0.2.1:853"]);
+        assert_eq!(interleave_families(&one), one);
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_told_to_find_a_dead_peer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        detect_dead_peer(&tcp, Duration::from_millis(3000)).unwrap();
+        let socket = socket2::SockRef::from(&tcp);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_PROBES);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(3000))
+        );
+    }
 }

@@ -7,11 +7,14 @@ use std::{collections::HashSet, time::Duration};
 use futures_util::future::join_all;
 use hickory_proto::rr::RecordType;
 
+use dotstub::upstream::Health;
+
 use crate::support::{
+    certs::TestPki,
     client::{self, a_records},
     dot_upstream::{DotUpstream, Script},
     fixtures::{KEEPALIVE_OPTION, expected_a},
-    server::{Harness, Options},
+    server::{Dotstub, Harness, Options, TLS_NAME, config_text},
 };
 
 /// Sends `count` concurrent UDP queries for distinct names, all with the
@@ -199,4 +202,35 @@ async fn round_robin_spreads_and_ordered_sticks_to_the_first() {
             assert_eq!((a, b), (10, 0), "{policy}");
         }
     }
+}
+
+#[tokio::test]
+async fn an_address_that_fails_hands_over_to_the_next_at_once() {
+    // The first address, IPv6 and tried first, refuses (or, without IPv6,
+    // is unreachable): the IPv4 one connects at once, and the upstream is
+    // not counted as failing.
+    let pki = TestPki::new();
+    let upstream = DotUpstream::start(pki.leaf(TLS_NAME), Script::Answer).await;
+    let dead = std::net::TcpListener::bind("[::1]:0")
+        .and_then(|listener| listener.local_addr())
+        .map_or_else(|_| "[::1]:9".to_owned(), |addr| addr.to_string());
+    let table = format!(
+        "[[upstream]]\nlabel = \"rig\"\naddresses = [\"{}\", \"{dead}\"]\n\
+         tls_name = \"{TLS_NAME}\"\nca_file = {:?}\n",
+        upstream.addr(),
+        pki.ca_file().display().to_string(),
+    );
+    let dotstub = Dotstub::start(&config_text(&Options::default(), &table));
+    for i in 0..3 {
+        let name = format!("raced{i}.pool.test.");
+        let bytes = client::encode(&client::query(&name, RecordType::A));
+        let reply = client::udp_bytes(dotstub.addr, &bytes, Duration::from_millis(200))
+            .await
+            .expect("answered well within the 250 ms attempt delay");
+        let reply = hickory_proto::op::Message::from_vec(&reply).unwrap();
+        assert_eq!(a_records(&reply), [expected_a(&name)]);
+    }
+    let counters = dotstub.metrics.upstream(0).unwrap();
+    assert_eq!(counters.connect_failures.get(), 0);
+    assert_eq!(dotstub.upstream_health(0), Some(Health::Up));
 }
