@@ -70,7 +70,11 @@ impl fmt::Display for DnssecConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let file = self.trust_anchor_file.as_deref().unwrap_or(Path::new(""));
         writeln!(f, "[dnssec]\nvalidate = {}", self.validate)?;
-        writeln!(f, "trust_anchor_file = {:?}", file.display().to_string())?;
+        writeln!(
+            f,
+            "trust_anchor_file = {}",
+            toml_string(&file.display().to_string())
+        )?;
         writeln!(f, "key_cache_names = {}", self.key_cache_names)
     }
 }
@@ -81,11 +85,11 @@ impl fmt::Display for UpstreamConfig {
             Roots::BuiltIn => String::new(),
             Roots::CaFile { path, .. } => path.display().to_string(),
         };
-        writeln!(f, "[[upstream]]\nlabel = {:?}", self.label)?;
+        writeln!(f, "[[upstream]]\nlabel = {}", toml_string(&self.label))?;
         writeln!(f, "addresses = [{}]", quoted(self.addresses.iter()))?;
         writeln!(f, "tls_name = \"{}\"", self.tls_name.to_str())?;
         writeln!(f, "spki_pins = [{}]", quoted(self.spki_pins.iter()))?;
-        writeln!(f, "ca_file = {ca_file:?}")?;
+        writeln!(f, "ca_file = {}", toml_string(&ca_file))?;
         if self.padding_overridden {
             writeln!(f, "padding = \"{}\"", self.padding)
         } else {
@@ -95,6 +99,12 @@ impl fmt::Display for UpstreamConfig {
 }
 
 /// `"a", "b"`: a TOML array's contents.
+/// `text` as a TOML string, escaped as TOML escapes (Rust's `{:?}` is not
+/// TOML: `\u{1b}` does not load back).
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
 fn quoted<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
     items
         .map(|item| format!("\"{item}\""))

@@ -102,6 +102,16 @@ fn effective_configuration_reads_back_the_same() {
 }
 
 #[test]
+fn labels_with_control_characters_print_as_toml_that_loads_back() {
+    // Fuzzing finding F3: printed with Rust's escapes, "\u{1b}" did not load.
+    let text = format!("{MINIMAL}label = \"esc\\u001bape \\\"quoted\\\" \\\\\"\n");
+    let config = Config::from_toml(&text, "label").unwrap();
+    assert_eq!(config.upstreams[0].label, "esc\u{1b}ape \"quoted\" \\");
+    let again = Config::from_toml(&config.to_string(), "printed").unwrap();
+    assert_eq!(again.upstreams, config.upstreams);
+}
+
+#[test]
 fn upstream_address_defaults_to_port_853_and_label_to_address() {
     let config = Config::from_toml(MINIMAL, "minimal").unwrap();
     assert_eq!(

@@ -8,7 +8,7 @@ use super::{
     opt::{OPT_FIXED_LEN, option_code, write_opt},
     read_ttl,
     reply::{MAX_SHORT_REPLY, ReplyEdns, ShortReply},
-    write_ttl,
+    skip_records, write_ttl,
     writer::{Overflow, ensure_len},
 };
 
@@ -79,7 +79,10 @@ impl Answer {
         let sections = Sections::locate(response, &header)?;
         let Some((span, before)) = find_opt(response, sections.additional, header.arcount())?
         else {
-            let answer = Self::new(response, &question, u16::from(header.rcode()), &[]);
+            // Octets after the last record are not the answer's: kept, a
+            // client's OPT record would be written after them.
+            let end = skip_records(response, sections.additional, header.arcount())?;
+            let answer = Self::new(&response[..end], &question, u16::from(header.rcode()), &[]);
             return Ok((answer, UpstreamEdns::default()));
         };
         let opt = OptRecord::from_span(response, &span)?;
@@ -474,6 +477,41 @@ mod tests {
         );
         assert!(opt.option(option_code::EXTENDED_ERROR.into()).is_some());
         assert_eq!(reply.answers.len(), 2);
+    }
+
+    #[test]
+    fn octets_after_the_last_record_are_not_kept() {
+        // Fuzzing finding F1: kept, they sat between the records and the
+        // OPT record written for an EDNS client, which read them as its OPT.
+        let mut response = upstream(1, 0, None);
+        response.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let raw = asked();
+        let (answer, _) =
+            Answer::from_upstream(&response, &Question::parse(&raw, 0).unwrap()).unwrap();
+        let client = query_bytes(NAME, 1, Some((1232, b"")));
+        let reply = write(&answer, &client, Transport::Udp);
+        assert_eq!(reply.answers.len(), 1);
+        assert_eq!(reply.edns.as_ref().map(Edns::max_payload), Some(1232));
+    }
+
+    #[test]
+    fn an_opt_record_outside_the_additional_section_is_malformed() {
+        // Fuzzing finding F2: kept, it reached EDNS clients as a second OPT.
+        let mut message = Message::from_vec(&upstream(1, 0, None)).unwrap();
+        let mut opt = Record::from_rdata(
+            Name::root(),
+            0,
+            RData::OPT(hickory_proto::rr::rdata::OPT::default()),
+        );
+        opt.dns_class = hickory_proto::rr::DNSClass::for_opt(1232);
+        message.add_authority(opt);
+        let response = message.to_vec().unwrap();
+        let raw = asked();
+        let asked = Question::parse(&raw, 0).unwrap();
+        assert_eq!(
+            Answer::from_upstream(&response, &asked).err(),
+            Some(WireError::Malformed)
+        );
     }
 
     #[test]

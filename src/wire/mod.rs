@@ -169,8 +169,8 @@ impl Sections {
             }
         }
         let answer = pos;
-        let authority = skip_records(packet, answer, header.ancount())?;
-        let additional = skip_records(packet, authority, header.nscount())?;
+        let authority = skip_data_records(packet, answer, header.ancount())?;
+        let additional = skip_data_records(packet, authority, header.nscount())?;
         Ok(Self {
             answer,
             authority,
@@ -183,6 +183,21 @@ impl Sections {
 fn skip_records(packet: &[u8], mut pos: usize, count: u16) -> Result<usize, WireError> {
     for _ in 0..count {
         pos = RecordSpan::parse(packet, pos)?.end;
+    }
+    Ok(pos)
+}
+
+/// [`skip_records`] for the answer and authority sections, where an OPT
+/// record has no place (RFC 6891 §6.1.1: it is hop-by-hop, and only in
+/// the additional section): such a message is malformed, so no upstream's
+/// options ever reach a client as data.
+fn skip_data_records(packet: &[u8], mut pos: usize, count: u16) -> Result<usize, WireError> {
+    for _ in 0..count {
+        let record = RecordSpan::parse(packet, pos)?;
+        if record.rtype == rtype::OPT {
+            return Err(WireError::Malformed);
+        }
+        pos = record.end;
     }
     Ok(pos)
 }
