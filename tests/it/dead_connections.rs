@@ -76,24 +76,18 @@ async fn queries_behind_the_one_that_ran_out_are_resent_on_a_fresh_connection() 
     answered(dotstub, "before.dead.test.", Duration::from_secs(2)).await;
     rig.upstream.set_script(Script::Stall);
     let addr = dotstub.addr;
-    let first = tokio::spawn(async move {
-        let bytes = client::encode(&client::query("first.dead.test.", RecordType::A));
-        client::udp_bytes(addr, &bytes, Duration::from_secs(2)).await
-    });
+    let first = client::ask_in_background(addr, "first.dead.test.", Duration::from_secs(2));
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let second = tokio::spawn(async move {
-        let bytes = client::encode(&client::query("second.dead.test.", RecordType::A));
-        client::udp_bytes(addr, &bytes, Duration::from_secs(2)).await
-    });
+    let second = client::ask_in_background(addr, "second.dead.test.", Duration::from_secs(2));
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Both were written on the silent connection; the upstream answers
     // again, but only on a new connection.
     rig.upstream.set_script(Script::Answer);
-    let first = Message::from_vec(&first.await.unwrap().expect("a reply")).unwrap();
+    let first = first.await.unwrap().expect("a reply");
     assert_eq!(first.metadata.response_code, ResponseCode::ServFail);
     // When the first query's time ran out, the second, with time left, was
     // re-sent at once.
-    let second = Message::from_vec(&second.await.unwrap().expect("a reply")).unwrap();
+    let second = second.await.unwrap().expect("a reply");
     assert_eq!(a_records(&second), [expected_a("second.dead.test")]);
     let counters = dotstub.metrics.upstream(0).unwrap();
     assert_eq!(counters.condemned.get(), 1);

@@ -307,20 +307,15 @@ async fn a_retry_joining_a_failing_query_gets_its_own_attempt() {
     // timeout condemns it without blaming the upstream.
     within(&rig.dotstub, "warm.failover.test.", Duration::from_secs(2)).await;
     rig.upstream.set_script(Script::Stall);
-    let first = tokio::spawn(async move {
-        let bytes = client::encode(&client::query("retry.failover.test.", RecordType::A));
-        client::udp_bytes(addr, &bytes, Duration::from_secs(3)).await
-    });
+    let name = "retry.failover.test.";
+    let first = client::ask_in_background(addr, name, Duration::from_secs(3));
     tokio::time::sleep(Duration::from_millis(700)).await;
     // The client retransmits while the first attempt still waits.
-    let retry = tokio::spawn(async move {
-        let bytes = client::encode(&client::query("retry.failover.test.", RecordType::A));
-        client::udp_bytes(addr, &bytes, Duration::from_secs(3)).await
-    });
+    let retry = client::ask_in_background(addr, name, Duration::from_secs(3));
     tokio::time::sleep(Duration::from_millis(100)).await;
     rig.upstream.set_script(Script::Answer);
-    let first = Message::from_vec(&first.await.unwrap().expect("first reply")).unwrap();
+    let first = first.await.unwrap().expect("first reply");
     assert_eq!(first.metadata.response_code, ResponseCode::ServFail);
-    let retry = Message::from_vec(&retry.await.unwrap().expect("retry reply")).unwrap();
+    let retry = retry.await.unwrap().expect("retry reply");
     assert_eq!(a_records(&retry), [expected_a("retry.failover.test")]);
 }

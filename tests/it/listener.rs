@@ -214,10 +214,7 @@ async fn at_max_queries_in_flight_new_queries_get_servfail_at_once() {
     let addr = rig.dotstub.addr;
     let waiting: Vec<_> = (0..2)
         .map(|i| {
-            let bytes = client::encode(&client::query(&format!("w{i}.busy.test."), RecordType::A));
-            tokio::spawn(
-                async move { client::udp_bytes(addr, &bytes, Duration::from_secs(3)).await },
-            )
+            client::ask_in_background(addr, &format!("w{i}.busy.test."), Duration::from_secs(3))
         })
         .collect();
     client::eventually("both slots are taken", || {
@@ -248,7 +245,7 @@ async fn at_max_queries_in_flight_new_queries_get_servfail_at_once() {
     );
     assert_eq!(rig.dotstub.metrics.server.overloaded.get(), 4);
     for query in waiting {
-        let reply = Message::from_vec(&query.await.unwrap().expect("a reply")).unwrap();
+        let reply = query.await.unwrap().expect("a reply");
         assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
     }
 }

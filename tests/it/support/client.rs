@@ -67,6 +67,20 @@ pub async fn udp_bytes(server: SocketAddr, bytes: &[u8], wait: Duration) -> Opti
     Some(buf)
 }
 
+/// Asks `name`/A over UDP in a task of its own, for tests that send more
+/// queries meanwhile; the reply, parsed, or `None` after `wait`.
+pub fn ask_in_background(
+    server: SocketAddr,
+    name: &str,
+    wait: Duration,
+) -> tokio::task::JoinHandle<Option<Message>> {
+    let bytes = encode(&query(name, RecordType::A));
+    tokio::spawn(async move {
+        let reply = udp_bytes(server, &bytes, wait).await?;
+        Some(Message::from_vec(&reply).expect("reply parses"))
+    })
+}
+
 /// A TCP connection to dotstub, RFC 1035 §4.2.2 framing.
 pub struct Tcp {
     stream: TcpStream,

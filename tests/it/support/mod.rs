@@ -8,5 +8,6 @@ pub mod client;
 pub mod dot_upstream;
 pub mod fixtures;
 pub mod netns;
+pub mod process;
 pub mod server;
 pub mod signed;

@@ -20,26 +20,19 @@
 
 use std::{
     fs::File,
-    io::{BufRead, BufReader},
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
 };
 
-use tokio::{
-    net::{TcpListener, UdpSocket},
-    sync::mpsc::{self, UnboundedReceiver},
-};
+use tokio::net::{TcpListener, UdpSocket};
 
 use super::{
     certs::ServerIdentity,
     dot_upstream::{DotUpstream, Script},
+    process::Process,
 };
-
-/// How long dotstub may take to start listening before the test fails.
-const START_WITHIN: Duration = Duration::from_secs(20);
 
 //---- Namespace ----
 
@@ -370,10 +363,7 @@ pub fn upstream_in(
 pub struct Daemon {
     /// Where it listens for UDP and TCP, in its namespace.
     pub addr: SocketAddr,
-    child: Child,
-    stderr: UnboundedReceiver<String>,
-    /// stderr lines read so far.
-    seen: Vec<String>,
+    process: Process,
 }
 
 impl Daemon {
@@ -385,68 +375,13 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .env_remove("SSLKEYLOGFILE");
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ip netns exec dotstub");
-        let stderr = lines_of(child.stderr.take().expect("stderr is piped"));
-        let mut daemon = Daemon {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            child,
-            stderr,
-            seen: Vec::new(),
-        };
-        daemon.addr = daemon.listening_addr().await;
-        daemon
-    }
-
-    async fn listening_addr(&mut self) -> SocketAddr {
-        let found = tokio::time::timeout(START_WITHIN, async {
-            while let Some(line) = self.stderr.recv().await {
-                let addr = line
-                    .contains("listening on UDP")
-                    .then(|| line.split_once("address=")?.1.trim().parse().ok())
-                    .flatten();
-                self.seen.push(line);
-                if addr.is_some() {
-                    return addr;
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(addr)) => addr,
-            _ => panic!("dotstub logged no UDP address:\n{}", self.seen.join("\n")),
-        }
+        let mut process = Process::spawn(&mut command);
+        let addr = process.listening_addr().await;
+        Daemon { addr, process }
     }
 
     /// Everything dotstub wrote to stderr so far.
     pub fn log(&mut self) -> String {
-        while let Ok(line) = self.stderr.try_recv() {
-            self.seen.push(line);
-        }
-        self.seen.join("\n")
+        self.process.log()
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The lines of `pipe`, read on a thread of their own so the pipe never
-/// fills and blocks dotstub.
-fn lines_of(pipe: impl std::io::Read + Send + 'static) -> UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
-            let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
-        }
-    });
-    rx
 }
