@@ -197,11 +197,14 @@ impl Server {
             Arc::clone(&self.resolver),
             watching.clone(),
         ));
+        // Dropped, the guard stops the watcher, also if `run` is dropped
+        // before it finishes.
+        let watching = watching.drop_guard();
         shutdown.await;
         info!("shutting down: no new queries, answering those in flight");
-        watching.cancel();
-        let _ = watcher.await;
         drop(udp_workers);
+        drop(watching);
+        let _ = watcher.await;
         tracker.close();
         let background = self.resolver.background();
         background.close();

@@ -68,30 +68,34 @@ pub async fn watch(events: Events, resolver: Arc<Resolver>, shutdown: Cancellati
         Events::Manual(changes) => changes,
         Events::System => system_events(&shutdown),
     };
-    loop {
-        let change = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            change = changes.recv() => match change {
-                Some(change) => change,
-                None => return,
-            },
-        };
-        // Let the rest of the burst arrive, then act once.
-        tokio::time::sleep(SETTLE).await;
-        while changes.try_recv().is_ok() {}
-        match change {
-            Change::Routes => info!("network changed: new upstream connections, backoff reset"),
-            Change::Resumed { slept } => info!(
-                slept_s = slept.as_secs(),
-                "resumed from sleep: new upstream connections, backoff reset"
-            ),
+    let reacting = async {
+        while let Some(change) = changes.recv().await {
+            // Let the rest of the burst arrive, then act once.
+            tokio::time::sleep(SETTLE).await;
+            while changes.try_recv().is_ok() {}
+            react(change, &resolver).await;
         }
-        let pool = resolver.pool();
-        pool.network_changed();
-        let deadline = Instant::now() + resolver.settings().timeout;
-        let answering = pool.probe_all(deadline).await;
-        debug!(answering, "upstreams probed after the change");
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        () = reacting => {}
     }
+}
+
+/// Starts the pool afresh after `change`, and probes every upstream.
+async fn react(change: Change, resolver: &Resolver) {
+    match change {
+        Change::Routes => info!("network changed: new upstream connections, backoff reset"),
+        Change::Resumed { slept } => info!(
+            slept_s = slept.as_secs(),
+            "resumed from sleep: new upstream connections, backoff reset"
+        ),
+    }
+    let pool = resolver.pool();
+    pool.network_changed();
+    let deadline = Instant::now() + resolver.settings().timeout;
+    let answering = pool.probe_all(deadline).await;
+    debug!(answering, "upstreams probed after the change");
 }
 
 /// Starts the system's sources, feeding one channel; they stop with

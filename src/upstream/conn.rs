@@ -50,6 +50,10 @@ use crate::{
 /// Largest batch of queued queries written with one call.
 const MAX_WRITE_BATCH: usize = 16 * 1024;
 
+/// The least time a connection is given to show it is alive once a
+/// query is written on it: about three round trips of a slow path.
+const MIN_SILENCE: Duration = Duration::from_millis(300);
+
 /// What a connection needs to know, shared by all connections of an upstream.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -125,6 +129,15 @@ struct State {
     last_message_at: Option<Instant>,
     /// Set when it closed for silence.
     condemned: bool,
+    /// Set when it went silent without ever answering and nobody has
+    /// blamed the upstream for it yet: whoever sees it first does, once.
+    blame_pending: bool,
+    /// Set once a waiter blamed the upstream for this connection's
+    /// silence (its query timed out with nothing ever answered).
+    blamed: bool,
+    /// Whether the handshake is done: until then nothing is written, and
+    /// no silence is counted.
+    connected: bool,
 }
 
 #[derive(Debug)]
@@ -134,7 +147,10 @@ struct Pending {
     question: Box<[u8]>,
     /// `None` once the waiter has given up.
     reply: Option<oneshot::Sender<Result<Reply, UpstreamError>>>,
+    /// When it was written (queued, until the handshake is done).
     sent_at: Instant,
+    /// When its waiter's time runs out.
+    expires: Instant,
 }
 
 impl Conn {
@@ -156,6 +172,9 @@ impl Conn {
             silence_deadline: None,
             last_message_at: None,
             condemned: false,
+            blame_pending: false,
+            blamed: false,
+            connected: false,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -195,13 +214,13 @@ impl Conn {
         self.shared.lock().open
     }
 
-    /// Whether it was condemned for silence without ever answering: the
-    /// upstream's fault, not the path's. (One that went silent after
-    /// answering is what a lost NAT entry or a new address leaves behind;
-    /// a fresh connection is the cure, and the upstream is not blamed.)
-    pub(super) fn went_silent_unanswered(&self) -> bool {
-        let state = self.shared.lock();
-        state.condemned && state.answered == 0
+    /// Whether it was condemned for silence without ever answering, and
+    /// nobody has blamed the upstream for it yet: the upstream's fault,
+    /// not the path's. (One that went silent after answering is what a
+    /// lost NAT entry or a new address leaves behind; a fresh connection
+    /// is the cure, and the upstream is not blamed.) True once at most.
+    pub(super) fn take_blame(&self) -> bool {
+        std::mem::take(&mut self.shared.lock().blame_pending)
     }
 
     /// Queries written or queued and not yet answered or abandoned.
@@ -301,14 +320,12 @@ impl Shared {
             question: question.question.as_bytes().into(),
             reply: Some(reply),
             sent_at: Instant::now(),
+            expires,
         };
         state.pending.insert(id, pending);
         state.live += 1;
-        if state
-            .silence_deadline
-            .is_none_or(|deadline| expires < deadline)
-        {
-            state.silence_deadline = Some(expires);
+        if state.connected {
+            state.arm_silence(expires, Instant::now());
             self.rearm.notify_one();
         }
         Ok((id, serial))
@@ -375,6 +392,21 @@ impl Shared {
         self.lock().silence_deadline
     }
 
+    /// The handshake is done at `now`: the queries queued meanwhile are
+    /// written from now on, and their silence counts from now.
+    fn connected(&self, now: Instant) {
+        let mut state = self.lock();
+        state.connected = true;
+        let mut earliest = None::<Instant>;
+        for pending in state.pending.values_mut() {
+            pending.sent_at = pending.sent_at.max(now);
+            earliest = Some(earliest.map_or(pending.expires, |e| e.min(pending.expires)));
+        }
+        if let Some(expires) = earliest {
+            state.arm_silence(expires, now);
+        }
+    }
+
     /// Whether it takes no queries and none is waiting.
     fn is_drained(&self) -> bool {
         let state = self.lock();
@@ -401,6 +433,7 @@ impl Shared {
             state.live = 0;
             if matches!(error, UpstreamError::Silent) {
                 state.condemned = true;
+                state.blame_pending = state.answered == 0 && !state.blamed;
             }
             let error = match error {
                 UpstreamError::Closed | UpstreamError::Silent if state.answered == 0 => {
@@ -418,6 +451,21 @@ impl Shared {
             if let Some(reply) = pending.reply {
                 let _ = reply.send(Err(error.clone()));
             }
+        }
+    }
+}
+
+impl State {
+    /// Brings the silence deadline forward to `expires`, a query's expiry,
+    /// but never closer than [`MIN_SILENCE`] after `now`: a query written
+    /// with almost no time left says nothing of the connection.
+    fn arm_silence(&mut self, expires: Instant, now: Instant) {
+        let expires = expires.max(now + MIN_SILENCE);
+        if self
+            .silence_deadline
+            .is_none_or(|deadline| expires < deadline)
+        {
+            self.silence_deadline = Some(expires);
         }
     }
 }
@@ -450,17 +498,24 @@ impl InFlight {
     /// this query was written (the connection died; it is condemned, and
     /// the upstream not blamed), otherwise [`UpstreamError::Timeout`].
     pub(super) fn timed_out(&self) -> UpstreamError {
-        let state = self.shared.lock();
+        let mut state = self.shared.lock();
         let sent_at = match state.pending.get(&self.id) {
             Some(pending) if pending.serial == self.serial => pending.sent_at,
             // Condemned as this query's time ran out: its entry went with it.
             _ if state.condemned && state.answered > 0 => return UpstreamError::Silent,
-            _ => return UpstreamError::Timeout,
+            _ => {
+                state.blamed = true;
+                state.blame_pending = false;
+                return UpstreamError::Timeout;
+            }
         };
         let heard_since = state.last_message_at.is_some_and(|at| at >= sent_at);
         if state.answered > 0 && !heard_since {
             UpstreamError::Silent
         } else {
+            // The caller blames the upstream for it: the connection must
+            // not be counted again when it is condemned.
+            state.blamed |= state.answered == 0;
             UpstreamError::Timeout
         }
     }
@@ -503,6 +558,8 @@ async fn run(
     };
     let stream = match connected {
         Ok((stream, resumed)) => {
+            shared.connected(Instant::now());
+            shared.rearm.notify_one();
             counters.connections.inc();
             if resumed {
                 counters.resumed.inc();
@@ -579,7 +636,10 @@ async fn read_answers(
     loop {
         let silence = shared.silence_deadline();
         let wake = silence.map_or(idle_at, |deadline| deadline.min(idle_at));
+        // Biased: an answer already read must win over a silence timer
+        // that fired late, or a working connection would be condemned.
         let frame = tokio::select! {
+            biased;
             next = frames.next() => match next {
                 Some(Ok(frame)) => frame,
                 None | Some(Err(_)) => return UpstreamError::Closed,

@@ -119,10 +119,19 @@ impl Connector {
         &self,
         wrap: impl FnOnce(TcpStream) -> S,
     ) -> Result<(TlsStream<S>, bool), UpstreamError> {
-        let tcp = self
+        let (index, tcp) = self
             .connect_tcp()
             .await
             .map_err(|err| UpstreamError::Connect(Arc::new(err)))?;
+        // The address counts as working once TLS works over it: one that
+        // takes TCP but stalls or fails the handshake (a middlebox, a path
+        // MTU black hole) goes to the back of the line, however the
+        // handshake ends, a timeout included.
+        let mut verdict = AddressVerdict {
+            connector: self,
+            index,
+            worked: false,
+        };
         // Queries are small and pipelined: send each at once.
         tcp.set_nodelay(true)
             .and_then(|()| detect_dead_peer(&tcp, self.dead_peer_after))
@@ -137,19 +146,40 @@ impl Connector {
             .connect(self.server_name.clone(), wrap(tcp))
             .await
             .map_err(|err| UpstreamError::Tls(Arc::new(err)))?;
+        verdict.worked = true;
         let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         Ok((stream, resumed))
+    }
+}
+
+/// Sets which address is tried first next time, when dropped: this one
+/// if it `worked`, else the one after it.
+struct AddressVerdict<'a> {
+    connector: &'a Connector,
+    index: usize,
+    worked: bool,
+}
+
+impl Drop for AddressVerdict<'_> {
+    fn drop(&mut self) {
+        let count = self.connector.addresses.len().max(1);
+        let first = if self.worked {
+            self.index
+        } else {
+            (self.index + 1) % count
+        };
+        self.connector.preferred.store(first, Ordering::Relaxed);
     }
 }
 
 impl Connector {
     /// Races TCP connections to the addresses as RFC 8305 §5 says: the
     /// next attempt starts when the one before fails, or after
-    /// [`ATTEMPT_DELAY`] without an answer; the first to connect wins, and
-    /// is tried first next time. An address that fails at once (network
-    /// unreachable: an IPv4-only or IPv6-only network) costs nothing
-    /// but its turn.
-    async fn connect_tcp(&self) -> std::io::Result<TcpStream> {
+    /// [`ATTEMPT_DELAY`] without an answer; the first to connect wins
+    /// (returned with its index). An address that fails at once (network
+    /// unreachable: an IPv4-only or IPv6-only network) costs nothing but
+    /// its turn.
+    async fn connect_tcp(&self) -> std::io::Result<(usize, TcpStream)> {
         let count = self.addresses.len();
         let first = self.preferred.load(Ordering::Relaxed);
         let mut order = (0..count).map(|offset| (first + offset) % count);
@@ -175,10 +205,7 @@ impl Connector {
             // either way the next address gets its turn.
             tokio::select! {
                 finished = attempts.next() => match finished {
-                    Some((index, Ok(tcp))) => {
-                        self.preferred.store(index, Ordering::Relaxed);
-                        return Ok(tcp);
-                    }
+                    Some((index, Ok(tcp))) => return Ok((index, tcp)),
                     Some((_, Err(error))) => last_error = Some(error),
                     None => {}
                 },

@@ -32,6 +32,11 @@ use crate::{
 /// The NS type, asked of the root by [`Pool::probe_all`].
 const NS: u16 = 2;
 
+/// The least time left for a new attempt (a re-send, the next upstream, a
+/// hedge) to be started: with less, it could only time out, and blame an
+/// upstream or a connection for it.
+const MIN_ATTEMPT_TIME: Duration = MIN_HEDGE_DELAY;
+
 /// How often one query is re-sent after a connection closed before
 /// answering anything, before that counts as a failure of the upstream.
 /// Closes after answers are normal and cost no more than time.
@@ -147,10 +152,7 @@ impl Pool {
             checking_disabled: false,
         };
         let probes = (0..self.upstreams.len()).map(|index| {
-            let pick = Pick {
-                index,
-                probe: false,
-            };
+            let pick = Pick { index, probe: None };
             self.attempt(pick, &question, deadline, false)
         });
         let attempts = futures_util::future::join_all(probes).await;
@@ -175,84 +177,103 @@ impl Pool {
         question: &UpstreamQuestion<'_>,
         deadline: Instant,
     ) -> Result<Exchange, UpstreamError> {
-        let mut run = Run::new(self.upstreams.len());
+        let mut run = Run::new(self.upstreams.len(), deadline);
         let mut attempts = FuturesUnordered::new();
-        let Some(first) = self.select(&run.tried, Instant::now(), Probes::Allowed) else {
-            return Err(UpstreamError::Unavailable);
-        };
+        let first = self
+            .select(&run.tried, Instant::now(), Probes::Allowed)
+            .ok_or(UpstreamError::Unavailable)?;
         run.started(first.index);
         attempts.push(self.attempt(first, question, deadline, false));
         loop {
-            let hedge_at = run.latest.and_then(|(index, started)| {
-                let upstream = self.upstreams.get(index)?;
-                Some(started + upstream.hedge_delay(self.longest_hedge))
-            });
             let finished = tokio::select! {
                 finished = attempts.next() => finished,
-                () = sleep_until_or_never(hedge_at) => {
+                () = sleep_until_or_never(self.hedge_at(&run)) => {
                     run.latest = None;
-                    let now = Instant::now();
-                    if let Some(next) = self.select(&run.tried, now, Probes::Forbidden) {
-                        self.upstreams[next.index].counters.hedges.inc();
-                        run.started(next.index);
+                    if let Some(next) = self.hedge(&mut run) {
                         attempts.push(self.attempt(next, question, deadline, true));
                     }
                     continue;
                 }
             };
-            let Some(Attempt {
-                index,
-                hedge,
-                result,
-            }) = finished
-            else {
+            let Some(attempt) = finished else {
                 return Err(run.last_error);
             };
-            let upstream = &self.upstreams[index];
-            let resend = match result {
-                Ok(reply) => {
-                    if hedge {
-                        upstream.counters.hedges_won.inc();
-                    }
-                    return Ok(Exchange {
-                        reply,
-                        upstream: index,
-                    });
+            let hedge = attempt.hedge;
+            match self.settle(&mut run, attempt) {
+                Settled::Answered(exchange) => return Ok(exchange),
+                Settled::Next(Some(next)) => {
+                    attempts.push(self.attempt(next, question, deadline, hedge));
                 }
-                Err(UpstreamError::Closed) => true,
-                Err(UpstreamError::ClosedEarly) if run.early_resends < MAX_EARLY_RESENDS => {
-                    run.early_resends += 1;
-                    true
-                }
-                Err(error) => {
-                    if matches!(error, UpstreamError::ClosedEarly) {
-                        upstream.record_failure(&error);
-                    }
-                    run.last_error = error;
-                    false
-                }
-            };
-            // A query with almost no time left is not re-sent: on a fresh
-            // connection it could only time out, and blame the upstream.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if resend && left < MIN_HEDGE_DELAY {
-                run.last_error = UpstreamError::Timeout;
-                continue;
-            }
-            let next = if resend {
-                upstream.counters.resent.inc();
-                Some(Pick {
-                    index,
-                    probe: false,
-                })
-            } else {
-                self.select(&run.tried, Instant::now(), Probes::Allowed)
-            };
-            if let Some(next) = next {
-                run.started(next.index);
-                attempts.push(self.attempt(next, question, deadline, hedge));
+                Settled::Next(None) => {}
             }
         }
+    }
+
+    /// When the latest attempt is due a hedge: its upstream's hedge delay
+    /// after it started, unless that leaves too little time to be worth it.
+    fn hedge_at(&self, run: &Run) -> Option<Instant> {
+        let (index, started) = run.latest?;
+        let at = started + self.upstreams.get(index)?.hedge_delay(self.longest_hedge);
+        (at + MIN_ATTEMPT_TIME <= run.deadline).then_some(at)
+    }
+
+    /// The upstream a hedge goes to, counted: the next one that is up.
+    fn hedge(&self, run: &mut Run) -> Option<Pick<'_>> {
+        let next = self.select(&run.tried, Instant::now(), Probes::Forbidden)?;
+        self.upstreams[next.index].counters.hedges.inc();
+        run.started(next.index);
+        Some(next)
+    }
+
+    /// What an attempt's end means for the exchange: its answer, or the
+    /// next attempt to start (a re-send on a fresh connection, or the next
+    /// upstream), if any and if there is time for it.
+    fn settle(&self, run: &mut Run, attempt: Attempt) -> Settled<'_> {
+        let Attempt {
+            index,
+            hedge,
+            result,
+        } = attempt;
+        let upstream = &self.upstreams[index];
+        let resend = match result {
+            Ok(reply) => {
+                if hedge {
+                    upstream.counters.hedges_won.inc();
+                }
+                let upstream = index;
+                return Settled::Answered(Exchange { reply, upstream });
+            }
+            Err(UpstreamError::Closed) => true,
+            Err(UpstreamError::ClosedEarly) if run.early_resends < MAX_EARLY_RESENDS => {
+                run.early_resends += 1;
+                true
+            }
+            Err(error) => {
+                if matches!(error, UpstreamError::ClosedEarly) {
+                    upstream.record_failure(&error);
+                }
+                run.last_error = error;
+                false
+            }
+        };
+        // With almost no time left, a new attempt could only time out,
+        // and blame an upstream (or a connection) for it.
+        if run.deadline.saturating_duration_since(Instant::now()) < MIN_ATTEMPT_TIME {
+            if resend {
+                run.last_error = UpstreamError::Timeout;
+            }
+            return Settled::Next(None);
+        }
+        let next = if resend {
+            upstream.counters.resent.inc();
+            Some(Pick { index, probe: None })
+        } else {
+            self.select(&run.tried, Instant::now(), Probes::Allowed)
+        };
+        if let Some(next) = &next {
+            run.started(next.index);
+        }
+        Settled::Next(next)
     }
 
     /// One attempt at the upstream `pick` names, its health updated by
@@ -260,17 +281,19 @@ impl Pool {
     /// slow.
     async fn attempt(
         &self,
-        pick: Pick,
+        pick: Pick<'_>,
         question: &UpstreamQuestion<'_>,
         deadline: Instant,
         hedge: bool,
     ) -> Attempt {
-        let Pick { index, probe } = pick;
+        // A probe's slot (held in `pick` from the moment it was taken) is
+        // given back if the attempt ends without a verdict: another
+        // upstream answered first, the client gave up.
+        let Pick {
+            index,
+            probe: _slot,
+        } = pick;
         let upstream = &self.upstreams[index];
-        // A probe's slot is given back if the attempt ends without a
-        // verdict (another upstream answered first, the client gave up),
-        // so the next query may probe.
-        let _probe = probe.then_some(ProbeSlot(upstream));
         let result = upstream.exchange(question, deadline).await;
         match &result {
             Ok(reply) => upstream.record_success(reply.rtt),
@@ -291,7 +314,7 @@ impl Pool {
     /// that is up or, when `probes` allows, due for its probe (taking
     /// it); failing both, while no upstream is up, one due for an early
     /// probe. `None` when there is none.
-    fn select(&self, tried: &[bool], now: Instant, probes: Probes) -> Option<Pick> {
+    fn select(&self, tried: &[bool], now: Instant, probes: Probes) -> Option<Pick<'_>> {
         let count = self.upstreams.len();
         let start = match self.policy {
             SelectionPolicy::Ordered => 0,
@@ -305,13 +328,10 @@ impl Pool {
         for index in candidates() {
             let mut health = self.upstreams[index].health();
             if health.is_up() {
-                return Some(Pick {
-                    index,
-                    probe: false,
-                });
+                return Some(Pick { index, probe: None });
             }
             if probes == Probes::Allowed && health.start_probe(now, false) {
-                return Some(Pick { index, probe: true });
+                return Some(self.probe(index));
             }
         }
         if probes == Probes::Forbidden {
@@ -320,17 +340,32 @@ impl Pool {
         let all_down = !self.upstreams.iter().any(|u| u.health().is_up());
         let index =
             candidates().find(|&i| self.upstreams[i].health().start_probe(now, all_down))?;
-        Some(Pick { index, probe: true })
+        Some(self.probe(index))
+    }
+
+    /// A pick of upstream `index` for the probe it has just given out.
+    fn probe(&self, index: usize) -> Pick<'_> {
+        let slot = self.upstreams.get(index).map(ProbeSlot);
+        Pick { index, probe: slot }
     }
 }
 
 /// The upstream an attempt goes to.
-#[derive(Debug, Clone, Copy)]
-struct Pick {
+struct Pick<'a> {
     /// Its index.
     index: usize,
-    /// Whether the attempt is its probe (it is backing off).
-    probe: bool,
+    /// Its probe slot, when the attempt is its probe (it is backing off):
+    /// held from the moment it is taken, so it is given back however the
+    /// attempt ends, even unstarted.
+    probe: Option<ProbeSlot<'a>>,
+}
+
+/// How an attempt's end leaves an exchange.
+enum Settled<'a> {
+    /// With an answer.
+    Answered(Exchange),
+    /// Going on: with this attempt started, or only those still running.
+    Next(Option<Pick<'a>>),
 }
 
 /// Whether [`Pool::select`] may pick an upstream that is backing off.
@@ -353,15 +388,18 @@ struct Run {
     last_error: UpstreamError,
     /// The latest attempt started and when: the one a hedge would back up.
     latest: Option<(usize, Instant)>,
+    /// When the client's time is up.
+    deadline: Instant,
 }
 
 impl Run {
-    fn new(upstreams: usize) -> Self {
+    fn new(upstreams: usize, deadline: Instant) -> Self {
         Self {
             tried: vec![false; upstreams],
             early_resends: 0,
             last_error: UpstreamError::Unavailable,
             latest: None,
+            deadline,
         }
     }
 
@@ -474,9 +512,9 @@ impl Upstream {
 
     /// Writes on the least loaded open connection, opening one when every
     /// open connection is busy and the limit allows. A connection found
-    /// condemned for silence without ever answering fails the upstream,
-    /// even when the query that found it silent was answered elsewhere
-    /// (a hedge): this query then moves on too.
+    /// condemned for silence without ever answering, and not yet blamed
+    /// (the query that found it silent was answered elsewhere, a hedge),
+    /// fails the upstream, and the query moves on.
     fn send(
         &self,
         question: &UpstreamQuestion<'_>,
@@ -487,11 +525,14 @@ impl Upstream {
         let mut conns = lane.lock();
         let mut never_answered = false;
         conns.retain(|conn| {
-            never_answered |= conn.went_silent_unanswered();
+            never_answered |= conn.take_blame();
             conn.is_open()
         });
         if never_answered {
-            return Err(UpstreamError::Timeout);
+            // Blamed here, once. This query moves on to another upstream
+            // (a `Silent` failure blames nobody again).
+            self.record_failure(&UpstreamError::Timeout);
+            return Err(UpstreamError::Silent);
         }
         let least = conns
             .iter()
