@@ -31,7 +31,7 @@ use hickory_proto::{
     serialize::binary::{BinDecodable, BinDecoder},
 };
 
-use crate::config::DnssecConfig;
+use crate::{config::DnssecConfig, wire::Section};
 
 pub use self::{
     anchor::{AnchorError, TrustAnchors},
@@ -79,15 +79,44 @@ pub struct Validated {
     /// sections that the verdict rests on: signatures checked, or a CNAME
     /// synthesized from a checked DNAME. A secure answer is passed on with
     /// these alone (RFC 4035 §3.2.3: AD covers every RRset sent).
-    pub checked: Vec<(Name, RecordType)>,
+    /// Each with the section it was checked in: an RRset of the same owner
+    /// and type in another section was not.
+    pub checked: Vec<Checked>,
+}
+
+/// One RRset validation relied on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Where it stood.
+    pub section: Section,
+    /// Its owner.
+    pub name: Name,
+    /// Its type.
+    pub rtype: RecordType,
+    /// Its signature's Original TTL, which its TTL may not exceed (RFC 4035
+    /// §5.3.3); `None` for a CNAME synthesized from a checked DNAME, and
+    /// for denial proofs, bounded by their signatures' expiration alone.
+    pub original_ttl: Option<u32>,
 }
 
 impl Validated {
-    /// Whether the RRset `name`/`rtype` is among those checked.
-    pub fn is_checked(&self, name: &Name, rtype: RecordType) -> bool {
+    /// Whether the RRset `name`/`rtype` of `section` is among those checked.
+    pub fn is_checked(&self, section: Section, name: &Name, rtype: RecordType) -> bool {
         self.checked
             .iter()
-            .any(|(owner, checked)| *checked == rtype && owner == name)
+            .any(|set| set.section == section && set.rtype == rtype && set.name == *name)
+    }
+
+    /// The lowest Original TTL among the checked RRsets of `section` of
+    /// type `rtype` (any type, for RRSIG records): a TTL above it was
+    /// stretched on the way.
+    pub fn original_ttl(&self, section: Section, rtype: RecordType) -> Option<u32> {
+        self.checked
+            .iter()
+            .filter(|set| set.section == section)
+            .filter(|set| set.rtype == rtype || rtype == RecordType::RRSIG)
+            .filter_map(|set| set.original_ttl)
+            .min()
     }
 }
 
@@ -157,14 +186,19 @@ struct Used {
     /// The signature that expires first.
     expiration: Option<Signed>,
     /// The RRsets checked, owner and type.
-    checked: Vec<(Name, RecordType)>,
+    checked: Vec<Checked>,
 }
 
 impl Used {
     /// Records that `name`/`rtype` verified, signed as `signed`.
-    fn signed(&mut self, name: &Name, rtype: RecordType, signed: Signed, now: u32) {
+    fn signed(&mut self, section: Section, set: &RrSet<'_>, signed: Signed, now: u32) {
         self.signature(signed, now);
-        self.checked(name, rtype);
+        self.checked.push(Checked {
+            section,
+            name: set.name.clone(),
+            rtype: set.rtype,
+            original_ttl: Some(signed.original_ttl),
+        });
     }
 
     /// Records a signature relied on: the answer lives no longer than it.
@@ -172,9 +206,15 @@ impl Used {
         self.expiration = Some(signed.earliest(self.expiration, now));
     }
 
-    fn checked(&mut self, name: &Name, rtype: RecordType) {
+    /// Records an RRset relied on without a signature of its own.
+    fn checked(&mut self, section: Section, name: &Name, rtype: RecordType) {
         // `Name`'s equality ignores case: no lower-cased copy needed.
-        self.checked.push((name.clone(), rtype));
+        self.checked.push(Checked {
+            section,
+            name: name.clone(),
+            rtype,
+            original_ttl: None,
+        });
     }
 
     /// The denial proofs `zone` signed in `authority`, recorded as used:
@@ -190,7 +230,7 @@ impl Used {
             self.signature(signed, now);
         }
         for (name, rtype) in proofs.sets {
-            self.checked(name, rtype);
+            self.checked(Section::Authority, name, rtype);
         }
         Ok(proofs.denial)
     }
@@ -230,7 +270,8 @@ impl<F: Fetch> Check<'_, '_, F> {
                 if let Some(cname) = exact(RecordType::CNAME) {
                     match cname.records.first().map(|r| &r.data) {
                         Some(RData::CNAME(said)) if said.0 == target => {
-                            self.used.checked(&sname, RecordType::CNAME);
+                            self.used
+                                .checked(Section::Answer, &sname, RecordType::CNAME);
                         }
                         _ => {
                             let reason = "CNAME does not follow from the DNAME";
@@ -282,7 +323,7 @@ impl<F: Fetch> Check<'_, '_, F> {
         };
         match set.verify(&zone.keys, &zone.apex, self.now) {
             Ok(signed) => {
-                self.used.signed(set.name, set.rtype, signed, self.now);
+                self.used.signed(Section::Answer, set, signed, self.now);
                 match signed.wildcard_parent(set.name) {
                     Some(parent) => self.wildcard(&zone, sname, &parent),
                     None => Verdict::Secure,
@@ -345,7 +386,7 @@ impl<F: Fetch> Check<'_, '_, F> {
             .find(|set| set.rtype == RecordType::SOA && *set.name == zone.apex);
         if let Some(set) = soa {
             let signed = set.verify(&zone.keys, &zone.apex, self.now)?;
-            self.used.signed(set.name, set.rtype, signed, self.now);
+            self.used.signed(Section::Authority, set, signed, self.now);
         }
         Ok(())
     }

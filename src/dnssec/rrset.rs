@@ -39,6 +39,9 @@ pub struct Signed {
     /// The RRSIG's label count: fewer than the owner's when the RRset was
     /// expanded from a wildcard (RFC 4035 §5.3.4).
     pub labels: u8,
+    /// The RRSIG's Original TTL: the RRset's TTL may not exceed it
+    /// (RFC 4035 §5.3.3).
+    pub original_ttl: u32,
 }
 
 impl Signed {
@@ -161,6 +164,7 @@ impl RrSet<'_> {
             Ok(Signed {
                 expiration: input.sig_expiration.get(),
                 labels: input.num_labels,
+                original_ttl: input.original_ttl,
             })
         } else {
             Err((ede::DNSSEC_BOGUS, "signature does not verify"))
@@ -263,6 +267,7 @@ mod tests {
         let at = |expiration: u32| Signed {
             expiration,
             labels: 2,
+            original_ttl: 300,
         };
         let now = u32::MAX - 100;
         // 50 s left against 200 s left (past 2^32): the first.

@@ -109,8 +109,9 @@ pub async fn judge(
 }
 
 /// `answer` as `query`'s client gets it. When `secure`: AD set, only the
-/// RRsets validation checked (no additional section: RFC 4035 §3.2.3),
-/// TTLs no longer than the signatures. Always: no RRSIG, NSEC or NSEC3
+/// RRsets validation checked, in the section they were checked in (no
+/// additional section: RFC 4035 §3.2.3), TTLs no longer than the
+/// signatures last nor than their Original TTL (RFC 4035 §5.3.3). Always: no RRSIG, NSEC or NSEC3
 /// unless the client set DO (RFC 4035 §3.2.1) or asked for that type.
 fn for_client(
     answer: Answer,
@@ -135,14 +136,20 @@ fn for_client(
             RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().type_covered,
             _ => record.record_type(),
         };
-        section != Section::Additional && validated.is_checked(&record.name, covered)
+        section != Section::Additional && validated.is_checked(section, &record.name, covered)
     };
     let mut answer = match message {
         Some(message) => keeping(answer, message, keep)?,
         None => answer,
     };
-    if let Some(valid_for) = secure.and_then(|validated| validated.valid_for) {
-        answer.rewrite_ttls(|_, _, ttl| ttl.min(valid_for)).ok()?;
+    if let Some(validated) = secure {
+        let valid_for = validated.valid_for.unwrap_or(u32::MAX);
+        answer
+            .rewrite_ttls(|section, record, ttl| {
+                let original = validated.original_ttl(section, RecordType::from(record.rtype));
+                ttl.min(valid_for).min(original.unwrap_or(u32::MAX))
+            })
+            .ok()?;
     }
     answer.set_authentic(secure.is_some()).ok()?;
     Some(answer)

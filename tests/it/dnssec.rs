@@ -650,6 +650,60 @@ async fn secure_answers_carry_only_the_records_validated() {
 }
 
 #[tokio::test]
+async fn an_unsigned_rrset_beside_a_validated_one_of_the_same_name_is_dropped() {
+    // Fuzzing finding F4: a copy in the authority section of the validated
+    // answer's owner and type, with forged data, was passed on under AD=1.
+    let script = Script::Respond(Responder(Arc::new(|query: &Message| {
+        let mut reply = Hierarchy::shared().answer(query);
+        let forged = RData::A(A(Ipv4Addr::new(6, 6, 6, 6)));
+        let owner = Name::from_ascii("www.ecdsap256.tld.").unwrap();
+        reply
+            .authorities
+            .push(Record::from_rdata(owner, 300, forged));
+        Some(reply)
+    })));
+    let dotstub = Validating::with_script(script, "").await;
+    let reply = dotstub
+        .ask(&query_with_do("www.ecdsap256.tld.", RecordType::A))
+        .await;
+    assert!(reply.metadata.authentic_data, "secure answer without AD");
+    assert!(reply.authorities.is_empty(), "{:?}", reply.authorities);
+    assert_eq!(reply.answers.len(), 2, "the A record and its RRSIG");
+}
+
+#[tokio::test]
+async fn a_ttl_stretched_past_the_original_ttl_is_cut_back() {
+    // Fuzzing finding F5: RFC 4035 §5.3.3 caps a validated RRset's TTL at
+    // its RRSIG's Original TTL, which a lying upstream cannot change.
+    let script = Script::Respond(Responder(Arc::new(|query: &Message| {
+        let mut reply = Hierarchy::shared().answer(query);
+        for record in &mut reply.answers {
+            record.ttl = 604_800;
+        }
+        Some(reply)
+    })));
+    let dotstub = Validating::with_script(script, "").await;
+    let reply = dotstub
+        .ask(&query_with_do("www.ecdsap256.tld.", RecordType::A))
+        .await;
+    assert!(
+        reply.metadata.authentic_data,
+        "still secure: TTLs are not signed"
+    );
+    let original = reply
+        .answers
+        .iter()
+        .find_map(|record| match &record.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => Some(sig.input().original_ttl),
+            _ => None,
+        })
+        .expect("the answer's RRSIG");
+    for record in &reply.answers {
+        assert!(record.ttl <= original, "{record:?} above {original}");
+    }
+}
+
+#[tokio::test]
 async fn a_cname_that_does_not_follow_from_its_dname_is_bogus() {
     let script = Script::Respond(Responder(Arc::new(|query: &Message| {
         let mut reply = Hierarchy::shared().answer(query);
