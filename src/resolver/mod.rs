@@ -13,6 +13,8 @@
 mod coalesce;
 mod secure;
 
+pub use secure::for_client as answer_for_client;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},

@@ -113,7 +113,7 @@ pub async fn judge(
 /// additional section: RFC 4035 §3.2.3), TTLs no longer than the
 /// signatures last nor than their Original TTL (RFC 4035 §5.3.3). Always: no RRSIG, NSEC or NSEC3
 /// unless the client set DO (RFC 4035 §3.2.1) or asked for that type.
-fn for_client(
+pub fn for_client(
     answer: Answer,
     message: Option<&Message>,
     query: &Query<'_>,
