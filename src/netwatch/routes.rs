@@ -13,7 +13,11 @@
 use std::{collections::HashSet, io};
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::{RouteNetlinkMessage, address::AddressAttribute, route::RouteAttribute};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    address::{AddressAttribute, AddressMessage},
+    route::RouteAttribute,
+};
 use netlink_sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols::NETLINK_ROUTE};
 use nix::libc;
 use tokio::sync::mpsc;
@@ -23,6 +27,9 @@ use super::Change;
 /// Addresses and routes remembered; past this, the set starts afresh
 /// (a router with a full routing table does not need them all).
 const MAX_KNOWN: usize = 4096;
+
+/// Length of a netlink message header (struct nlmsghdr).
+const NLMSG_HEADER_LEN: usize = 16;
 
 /// Sends [`Change::Routes`] for each batch of messages that changed an
 /// address or a route, until the socket fails or nobody listens.
@@ -63,15 +70,28 @@ impl Known {
     /// added or removed an address or route not already so.
     fn apply(&mut self, mut datagram: &[u8]) -> bool {
         let mut changed = false;
-        while let Ok(message) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(datagram) {
-            let len = usize::try_from(message.header.length).unwrap_or(0);
-            if let NetlinkPayload::InnerMessage(inner) = message.payload {
-                changed |= self.take(inner);
-            }
+        // Walked by each message's own length (nlmsg_len, the header's
+        // first field), so one message that does not parse costs only
+        // itself: it counts as a change, since what it said is unknown.
+        while let Some(len) = datagram
+            .first_chunk::<4>()
+            .map(|len| u32::from_ne_bytes(*len))
+        {
+            let len = usize::try_from(len).unwrap_or(0);
+            let Some(message) = datagram.get(..len).filter(|_| len >= NLMSG_HEADER_LEN) else {
+                break;
+            };
+            changed |= match NetlinkMessage::<RouteNetlinkMessage>::deserialize(message) {
+                Ok(NetlinkMessage {
+                    payload: NetlinkPayload::InnerMessage(inner),
+                    ..
+                }) => self.take(inner),
+                Ok(_) => false,
+                Err(_) => true,
+            };
             // Messages are 4-octet aligned (NLMSG_ALIGN).
-            let next = len.next_multiple_of(4);
-            match datagram.get(next..) {
-                Some(rest) if next > 0 && !rest.is_empty() => datagram = rest,
+            match datagram.get(len.next_multiple_of(4)..) {
+                Some(rest) if !rest.is_empty() => datagram = rest,
                 _ => break,
             }
         }
@@ -83,18 +103,13 @@ impl Known {
             self.0.clear();
         }
         match message {
-            RouteNetlinkMessage::NewAddress(mut address) => {
-                address
-                    .attributes
-                    .retain(|a| !matches!(a, AddressAttribute::CacheInfo(_)));
-                self.0.insert(format!("address {address:?}"))
-            }
-            RouteNetlinkMessage::DelAddress(mut address) => {
-                address
-                    .attributes
-                    .retain(|a| !matches!(a, AddressAttribute::CacheInfo(_)));
+            RouteNetlinkMessage::NewAddress(address) => self
+                .0
+                .insert(format!("address {:?}", address_identity(address))),
+            RouteNetlinkMessage::DelAddress(address) => {
                 // Removed: a change whether or not it was seen added.
-                self.0.remove(&format!("address {address:?}"));
+                self.0
+                    .remove(&format!("address {:?}", address_identity(address)));
                 true
             }
             RouteNetlinkMessage::NewRoute(mut route) => {
@@ -111,6 +126,21 @@ impl Known {
     }
 }
 
+/// What identifies an address: not its lifetimes, nor its flags (duplicate
+/// address detection turns a tentative IPv6 address permanent a second
+/// after it came; a temporary one turns deprecated), which change nothing
+/// of where it leads.
+fn address_identity(mut address: AddressMessage) -> AddressMessage {
+    address.header.flags = Default::default();
+    address.attributes.retain(|attribute| {
+        !matches!(
+            attribute,
+            AddressAttribute::CacheInfo(_) | AddressAttribute::Flags(_)
+        )
+    });
+    address
+}
+
 /// Whether a route attribute says where the route goes, rather than how
 /// long it lives.
 fn is_identity(attribute: &RouteAttribute) -> bool {
@@ -125,7 +155,6 @@ mod tests {
     use netlink_packet_core::NetlinkHeader;
     use netlink_packet_route::{
         AddressFamily,
-        address::AddressMessage,
         route::{RouteAddress, RouteMessage},
     };
 
@@ -207,6 +236,37 @@ mod tests {
         assert!(known.apply(&datagram(vec![RouteNetlinkMessage::DelRoute(
             default_route(254, 0)
         )])));
+    }
+
+    #[test]
+    fn an_address_turning_permanent_is_not_a_change() {
+        use netlink_packet_route::address::AddressHeaderFlags;
+
+        let mut known = Known::default();
+        let mut tentative = address(3, 3600);
+        tentative.header.flags = AddressHeaderFlags::Tentative;
+        let mut permanent = address(3, 3600);
+        permanent.header.flags = AddressHeaderFlags::Permanent;
+        assert!(known.apply(&datagram(vec![RouteNetlinkMessage::NewAddress(tentative)])));
+        assert!(!known.apply(&datagram(vec![RouteNetlinkMessage::NewAddress(permanent)])));
+    }
+
+    #[test]
+    fn a_message_that_does_not_parse_counts_and_the_rest_are_read() {
+        let mut known = Known::default();
+        // A well-framed RTM_NEWADDR whose body is too short to parse.
+        let mut broken = vec![0u8; NLMSG_HEADER_LEN + 4];
+        let len = u32::try_from(broken.len()).unwrap();
+        broken[..4].copy_from_slice(&len.to_ne_bytes());
+        broken[4..6].copy_from_slice(&20u16.to_ne_bytes());
+        assert!(known.apply(&broken));
+        let mut both = broken.clone();
+        both.extend(datagram(vec![RouteNetlinkMessage::NewRoute(
+            default_route(9, 60),
+        )]));
+        assert!(known.apply(&both));
+        let again = datagram(vec![RouteNetlinkMessage::NewRoute(default_route(9, 30))]);
+        assert!(!known.apply(&again), "the route behind it was read");
     }
 
     #[test]
