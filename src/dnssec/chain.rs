@@ -413,8 +413,9 @@ pub struct Proofs<'m> {
     pub ttl: Duration,
     /// When the first of their signatures expires.
     pub expiration: Option<Signed>,
-    /// The RRsets (owner and type) the proofs were read from.
-    pub sets: Vec<(&'m Name, RecordType)>,
+    /// The RRsets (owner, type, and their signature's Original TTL) the
+    /// proofs were read from.
+    pub sets: Vec<(&'m Name, RecordType, u32)>,
 }
 
 /// The NSEC and NSEC3 records among `authority` that `zone` signed, their
@@ -427,6 +428,7 @@ pub fn verified_denial<'m>(
     now: u32,
 ) -> Result<Proofs<'m>, Failure> {
     let mut sets = Vec::new();
+    let mut original_ttls = Vec::new();
     let mut ttl = Duration::MAX;
     let mut expiration: Option<Signed> = None;
     for set in authority {
@@ -437,13 +439,18 @@ pub fn verified_denial<'m>(
             ttl = ttl.min(ttl_until(set, signed, now));
             expiration = Some(signed.earliest(expiration, now));
             sets.push(set);
+            original_ttls.push(signed.original_ttl);
         }
     }
     Ok(Proofs {
         denial: Denial::new(zone, &sets),
         ttl,
         expiration,
-        sets: sets.iter().map(|set| (set.name, set.rtype)).collect(),
+        sets: sets
+            .iter()
+            .zip(original_ttls)
+            .map(|(set, original)| (set.name, set.rtype, original))
+            .collect(),
     })
 }
 

@@ -94,8 +94,7 @@ pub struct Checked {
     /// Its type.
     pub rtype: RecordType,
     /// Its signature's Original TTL, which its TTL may not exceed (RFC 4035
-    /// §5.3.3); `None` for a CNAME synthesized from a checked DNAME, and
-    /// for denial proofs, bounded by their signatures' expiration alone.
+    /// §5.3.3); `None` for a CNAME synthesized from a checked DNAME.
     pub original_ttl: Option<u32>,
 }
 
@@ -229,8 +228,13 @@ impl Used {
         if let Some(signed) = proofs.expiration {
             self.signature(signed, now);
         }
-        for (name, rtype) in proofs.sets {
-            self.checked(Section::Authority, name, rtype);
+        for (name, rtype, original_ttl) in proofs.sets {
+            self.checked.push(Checked {
+                section: Section::Authority,
+                name: name.clone(),
+                rtype,
+                original_ttl: Some(original_ttl),
+            });
         }
         Ok(proofs.denial)
     }

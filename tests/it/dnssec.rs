@@ -704,6 +704,45 @@ async fn a_ttl_stretched_past_the_original_ttl_is_cut_back() {
 }
 
 #[tokio::test]
+async fn a_denials_ttls_stretched_past_the_original_ttl_are_cut_back() {
+    // Fuzzing finding F6: F5 for the NSEC records of a denial.
+    let script = Script::Respond(Responder(Arc::new(|query: &Message| {
+        let mut reply = Hierarchy::shared().answer(query);
+        for record in &mut reply.authorities {
+            record.ttl = 604_800;
+        }
+        Some(reply)
+    })));
+    let dotstub = Validating::with_script(script, "").await;
+    let reply = dotstub
+        .ask(&query_with_do("nope.ecdsap256.tld.", RecordType::A))
+        .await;
+    assert!(reply.metadata.authentic_data, "a secure denial: {reply:?}");
+    let original = |covered: RecordType| {
+        reply
+            .authorities
+            .iter()
+            .find_map(|record| match &record.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) if sig.input().type_covered == covered => {
+                    Some(sig.input().original_ttl)
+                }
+                _ => None,
+            })
+    };
+    let proofs = reply
+        .authorities
+        .iter()
+        .filter(|record| record.record_type() != RecordType::RRSIG);
+    let mut seen = 0;
+    for record in proofs {
+        let original = original(record.record_type()).expect("a covering RRSIG");
+        assert!(record.ttl <= original, "{record:?} above {original}");
+        seen += 1;
+    }
+    assert!(seen > 0, "the denial carries its proofs");
+}
+
+#[tokio::test]
 async fn a_cname_that_does_not_follow_from_its_dname_is_bogus() {
     let script = Script::Respond(Responder(Arc::new(|query: &Message| {
         let mut reply = Hierarchy::shared().answer(query);
