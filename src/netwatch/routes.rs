@@ -16,7 +16,7 @@ use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     address::{AddressAttribute, AddressMessage},
-    route::RouteAttribute,
+    route::{RouteAttribute, RouteMessage},
 };
 use netlink_sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket, protocols::NETLINK_ROUTE};
 use nix::libc;
@@ -112,6 +112,15 @@ impl Known {
                     .remove(&format!("address {:?}", address_identity(address)));
                 true
             }
+            // The local table holds the host's own addresses, which the
+            // address messages already tell; its routes come and go with
+            // them (an IPv6 link-local one when duplicate address
+            // detection ends), and lead nowhere off the machine.
+            RouteNetlinkMessage::NewRoute(route) | RouteNetlinkMessage::DelRoute(route)
+                if is_local_table(&route) =>
+            {
+                false
+            }
             RouteNetlinkMessage::NewRoute(mut route) => {
                 route.attributes.retain(is_identity);
                 self.0.insert(format!("route {route:?}"))
@@ -141,6 +150,19 @@ fn address_identity(mut address: AddressMessage) -> AddressMessage {
     address
 }
 
+/// Whether `route` is in the local table (RT_TABLE_LOCAL).
+fn is_local_table(route: &RouteMessage) -> bool {
+    let local = u32::from(libc::RT_TABLE_LOCAL);
+    let table = route
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            RouteAttribute::Table(table) => Some(*table),
+            _ => None,
+        });
+    table.unwrap_or(u32::from(route.header.table)) == local
+}
+
 /// Whether a route attribute says where the route goes, rather than how
 /// long it lives.
 fn is_identity(attribute: &RouteAttribute) -> bool {
@@ -153,10 +175,7 @@ fn is_identity(attribute: &RouteAttribute) -> bool {
 #[cfg(test)]
 mod tests {
     use netlink_packet_core::NetlinkHeader;
-    use netlink_packet_route::{
-        AddressFamily,
-        route::{RouteAddress, RouteMessage},
-    };
+    use netlink_packet_route::{AddressFamily, route::RouteAddress};
 
     use super::*;
 
@@ -267,6 +286,25 @@ mod tests {
         assert!(known.apply(&both));
         let again = datagram(vec![RouteNetlinkMessage::NewRoute(default_route(9, 30))]);
         assert!(!known.apply(&again), "the route behind it was read");
+    }
+
+    #[test]
+    fn local_table_routes_are_not_a_change() {
+        let mut known = Known::default();
+        let mut local = default_route(5, 0);
+        local.header.table = libc::RT_TABLE_LOCAL;
+        assert!(!known.apply(&datagram(vec![RouteNetlinkMessage::NewRoute(
+            local.clone()
+        )])));
+        assert!(!known.apply(&datagram(vec![RouteNetlinkMessage::DelRoute(local)])));
+        let mut tagged = default_route(5, 0);
+        tagged
+            .attributes
+            .push(RouteAttribute::Table(u32::from(libc::RT_TABLE_LOCAL)));
+        assert!(!known.apply(&datagram(vec![RouteNetlinkMessage::NewRoute(tagged)])));
+        assert!(known.apply(&datagram(vec![RouteNetlinkMessage::NewRoute(
+            default_route(5, 0)
+        )])));
     }
 
     #[test]

@@ -129,15 +129,25 @@ struct State {
     last_message_at: Option<Instant>,
     /// Set when it closed for silence.
     condemned: bool,
-    /// Set when it went silent without ever answering and nobody has
-    /// blamed the upstream for it yet: whoever sees it first does, once.
-    blame_pending: bool,
-    /// Set once a waiter blamed the upstream for this connection's
-    /// silence (its query timed out with nothing ever answered).
-    blamed: bool,
+    /// Whether the upstream owes a failure for this connection's silence
+    /// (it never answered), and whether it was counted.
+    blame: Blame,
     /// Whether the handshake is done: until then nothing is written, and
     /// no silence is counted.
     connected: bool,
+}
+
+/// A connection that never answered is the upstream's failure, counted
+/// once: by the waiter whose query timed out, or else by the pool when it
+/// next finds the connection condemned (a hedge had answered the query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    /// Nothing to count (yet).
+    None,
+    /// Condemned without ever answering, not yet counted.
+    Owed,
+    /// Counted.
+    Counted,
 }
 
 #[derive(Debug)]
@@ -172,8 +182,7 @@ impl Conn {
             silence_deadline: None,
             last_message_at: None,
             condemned: false,
-            blame_pending: false,
-            blamed: false,
+            blame: Blame::None,
             connected: false,
         };
         let shared = Arc::new(Shared {
@@ -220,7 +229,12 @@ impl Conn {
     /// lost NAT entry or a new address leaves behind; a fresh connection
     /// is the cure, and the upstream is not blamed.) True once at most.
     pub(super) fn take_blame(&self) -> bool {
-        std::mem::take(&mut self.shared.lock().blame_pending)
+        let mut state = self.shared.lock();
+        let owed = state.blame == Blame::Owed;
+        if owed {
+            state.blame = Blame::Counted;
+        }
+        owed
     }
 
     /// Queries written or queued and not yet answered or abandoned.
@@ -324,8 +338,8 @@ impl Shared {
         };
         state.pending.insert(id, pending);
         state.live += 1;
-        if state.connected {
-            state.arm_silence(expires, Instant::now());
+        // The reader is woken only when its deadline moves closer.
+        if state.connected && state.arm_silence(expires, Instant::now()) {
             self.rearm.notify_one();
         }
         Ok((id, serial))
@@ -433,7 +447,9 @@ impl Shared {
             state.live = 0;
             if matches!(error, UpstreamError::Silent) {
                 state.condemned = true;
-                state.blame_pending = state.answered == 0 && !state.blamed;
+                if state.answered == 0 && state.blame == Blame::None {
+                    state.blame = Blame::Owed;
+                }
             }
             let error = match error {
                 UpstreamError::Closed | UpstreamError::Silent if state.answered == 0 => {
@@ -458,15 +474,17 @@ impl Shared {
 impl State {
     /// Brings the silence deadline forward to `expires`, a query's expiry,
     /// but never closer than [`MIN_SILENCE`] after `now`: a query written
-    /// with almost no time left says nothing of the connection.
-    fn arm_silence(&mut self, expires: Instant, now: Instant) {
+    /// with almost no time left says nothing of the connection. True when
+    /// the deadline moved.
+    fn arm_silence(&mut self, expires: Instant, now: Instant) -> bool {
         let expires = expires.max(now + MIN_SILENCE);
-        if self
+        let closer = self
             .silence_deadline
-            .is_none_or(|deadline| expires < deadline)
-        {
+            .is_none_or(|deadline| expires < deadline);
+        if closer {
             self.silence_deadline = Some(expires);
         }
+        closer
     }
 }
 
@@ -504,8 +522,7 @@ impl InFlight {
             // Condemned as this query's time ran out: its entry went with it.
             _ if state.condemned && state.answered > 0 => return UpstreamError::Silent,
             _ => {
-                state.blamed = true;
-                state.blame_pending = false;
+                state.blame = Blame::Counted;
                 return UpstreamError::Timeout;
             }
         };
@@ -515,7 +532,9 @@ impl InFlight {
         } else {
             // The caller blames the upstream for it: the connection must
             // not be counted again when it is condemned.
-            state.blamed |= state.answered == 0;
+            if state.answered == 0 {
+                state.blame = Blame::Counted;
+            }
             UpstreamError::Timeout
         }
     }

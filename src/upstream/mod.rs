@@ -91,14 +91,11 @@ impl UpstreamError {
         matches!(self, Self::Timeout)
     }
 
-    /// Whether a connection that had answered went silent under the query.
-    pub fn is_silent(&self) -> bool {
-        matches!(self, Self::Silent)
-    }
-
-    /// Whether it was dotstub's own congestion, no fault of the upstream.
-    pub fn is_busy(&self) -> bool {
-        matches!(self, Self::Busy)
+    /// Whether it counts against the upstream (backoff). Not a close,
+    /// which is re-sent; not `Busy`, dotstub's own congestion; not
+    /// `Silent`, a connection that died after answering, the path's fault.
+    pub fn blames_upstream(&self) -> bool {
+        !(self.is_connection_closed() || matches!(self, Self::Busy | Self::Silent))
     }
 }
 

@@ -26,11 +26,8 @@ use crate::{
     ErrorChain,
     config::{Config, SelectionPolicy},
     metrics::{Metrics, UpstreamCounters},
-    wire::{Question, UpstreamQuestion},
+    wire::{Question, UpstreamQuestion, rtype},
 };
-
-/// The NS type, asked of the root by [`Pool::probe_all`].
-const NS: u16 = 2;
 
 /// The least time left for a new attempt (a re-send, the next upstream, a
 /// hedge) to be started: with less, it could only time out, and blame an
@@ -142,7 +139,7 @@ impl Pool {
     /// is known before clients ask and the first client query finds a
     /// connection ready. Returns how many answered by `deadline`.
     pub async fn probe_all(&self, deadline: Instant) -> usize {
-        let root_ns = Question::section(&[0], NS);
+        let root_ns = Question::section(&[0], rtype::NS);
         let Ok(question) = Question::parse(&root_ns, 0) else {
             return 0;
         };
@@ -297,11 +294,9 @@ impl Pool {
         let result = upstream.exchange(question, deadline).await;
         match &result {
             Ok(reply) => upstream.record_success(reply.rtt),
-            // Busy is our own congestion, not the upstream's fault; a
-            // connection that died after answering is the path's; closes
-            // are re-sent, and judged by the pool.
-            Err(error) if error.is_connection_closed() || error.is_busy() || error.is_silent() => {}
-            Err(error) => upstream.record_failure(error),
+            Err(error) if error.blames_upstream() => upstream.record_failure(error),
+            // Closes are re-sent, and judged by the pool.
+            Err(_) => {}
         }
         Attempt {
             index,

@@ -55,6 +55,8 @@ pub mod rtype {
     pub const AXFR: u16 = 252;
     /// SOA record, carries the negative TTL (RFC 2308).
     pub const SOA: u16 = 6;
+    /// Name server record; the root's is what dotstub probes upstreams with.
+    pub const NS: u16 = 2;
     /// DNSSEC signature (RFC 4034 §3).
     pub const RRSIG: u16 = 46;
     /// DNSSEC denial of existence (RFC 4034 §4).
